@@ -1,0 +1,42 @@
+# Two commands matter: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv test lint typecheck unit crds check-crds demo cluster-bin cluster-up cluster-down bench clean
+
+help:
+	@echo "make demo   - run the main example end to end (see README.md)"
+	@echo "make test   - install what the tests need, then ruff, mypy and pytest"
+	@echo "make crds   - regenerate crds/ from the API types"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+lint: venv
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+crds: venv
+	$(VENV)/bin/embedding-operator crd > crds/embedding-operator.dev_deploymentembeddings.yaml
+
+test: venv lint typecheck
+	$(VENV)/bin/pytest
+
+unit: venv
+	$(VENV)/bin/pytest -m 'not cluster'
+
+demo: venv
+	$(PY) -m tests.demo
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from embedding_operator.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,27 @@
+"""The DeploymentEmbedding API: types, fixed names, the model catalog and the generated CRD.
+
+This package imports nothing else of embedding_operator, so every other layer may depend on it.
+"""
+
+from embedding_operator.api.catalog import MODELS, ModelInfo, OutputDtype, get_model
+from embedding_operator.api.types import (
+    Condition,
+    DeploymentEmbedding,
+    DeploymentEmbeddingSpec,
+    DeploymentEmbeddingStatus,
+    Phase,
+    Result,
+)
+
+__all__ = [
+    "MODELS",
+    "Condition",
+    "DeploymentEmbedding",
+    "DeploymentEmbeddingSpec",
+    "DeploymentEmbeddingStatus",
+    "ModelInfo",
+    "OutputDtype",
+    "Phase",
+    "Result",
+    "get_model",
+]

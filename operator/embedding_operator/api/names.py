@@ -1,0 +1,29 @@
+"""Fixed names of the API (see DESIGN.md): tests, docs and manifests depend on them."""
+
+from typing import Final
+
+GROUP: Final = "embedding-operator.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "DeploymentEmbedding"
+PLURAL: Final = "deploymentembeddings"
+SINGULAR: Final = "deploymentembedding"
+SHORT_NAME: Final = "demb"
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+RUN_ANNOTATION: Final = f"{GROUP}/run-requested-at"
+CANCEL_ANNOTATION: Final = f"{GROUP}/cancel-requested-at"
+
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE: Final = "embedding-operator"
+OWNER_LABEL: Final = f"{GROUP}/deployment-embedding"
+
+AGGREGATED_GROUP: Final = "api.embedding-operator.dev"
+AGGREGATED_VERSION: Final = "v1alpha1"
+
+DEFAULT_API_KEY_SECRET: Final = "voyage-api-key"  # noqa: S105 (a Secret's name)
+"""Secret read when ``spec.apiKeySecretRef`` is absent (same namespace as the resource)."""
+DEFAULT_API_KEY_SECRET_KEY: Final = "api-key"  # noqa: S105
+
+MAX_NAME_LENGTH: Final = 63
+NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
