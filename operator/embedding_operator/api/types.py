@@ -66,14 +66,20 @@ class _Model(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-class SecretKeyRef(_Model):
+class _SpecModel(_Model):
+    """Spec types are strict, like the apiserver: "1024" is not an integer, "yes" not a boolean."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class SecretKeyRef(_SpecModel):
     """A key of a Secret in the resource's namespace."""
 
     name: DnsName = Field(description="Name of the Secret, in the resource's namespace.")
     key: SecretKey = Field(description="Key within the Secret that holds the Voyage API key.")
 
 
-class RateLimits(_Model):
+class RateLimits(_SpecModel):
     """Overrides of the model's default limits (tier 1), e.g. for a higher Voyage usage tier."""
 
     requests_per_minute: int | None = Field(
@@ -87,14 +93,14 @@ class RateLimits(_Model):
     )
 
 
-class ResourceRequirements(_Model):
+class ResourceRequirements(_SpecModel):
     """Pod resources of the worker container (the Kubernetes shape, quantities as strings)."""
 
     requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources.")
     limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
 
 
-class JobOptions(_Model):
+class JobOptions(_SpecModel):
     """Tuning of the batch/v1 Job that runs the worker."""
 
     active_deadline_seconds: int = Field(
@@ -129,7 +135,7 @@ def dtype_error(model: str, dtype: str) -> str:
     return f"spec.outputDtype: {dtype} is not supported by {model}; use one of {allowed}"
 
 
-class DeploymentEmbeddingSpec(_Model):
+class DeploymentEmbeddingSpec(_SpecModel):
     """What to embed and how."""
 
     inputs: list[Input] = Field(
