@@ -1,8 +1,8 @@
 """``python -m tests.cluster up|down|status``: run the test control plane by hand.
 
-    python -m tests.cluster up      # builds the binaries if needed, starts, prints KUBECONFIG
-    export KUBECONFIG=.cache/cluster/admin.kubeconfig
-    python -m tests.cluster down
+python -m tests.cluster up      # builds the binaries if needed, starts, prints KUBECONFIG
+export KUBECONFIG=.cache/cluster/admin.kubeconfig
+python -m tests.cluster down
 """
 
 from __future__ import annotations

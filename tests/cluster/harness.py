@@ -9,6 +9,7 @@ runs the pods. Every process is started in a process group of its own, recorded 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -83,24 +84,24 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _cmdline(pid: int) -> list[str]:
+def start_time(pid: int) -> int:
+    """The process's start time in clock ticks since boot (0 if it is gone)."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return []
-    return [p.decode(errors="replace") for p in raw.split(b"\0") if p]
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 @dataclass
 class ProcessRecord:
     name: str
     pid: int
-    argv0: str
+    start: int
 
     def is_ours(self) -> bool:
-        """The pid is alive and still runs what we started (guards against pid reuse)."""
-        cmd = _cmdline(self.pid)
-        return bool(cmd) and cmd[0] == self.argv0 and _pid_alive(self.pid)
+        """The pid is alive and is the process we started (guards against pid reuse)."""
+        return _pid_alive(self.pid) and start_time(self.pid) == self.start
 
 
 def terminate_groups(records: list[ProcessRecord], timeout: float = 15.0) -> list[int]:
@@ -110,20 +111,16 @@ def terminate_groups(records: list[ProcessRecord], timeout: float = 15.0) -> lis
     """
     groups = [r.pid for r in records if r.is_ours() or _group_members(r.pid)]
     for pgid in groups:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_group_members(g) for g in groups):
         _reap()
         time.sleep(0.1)
     for pgid in groups:
         if _group_members(pgid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(_group_members(g) for g in groups):
         _reap()
@@ -363,12 +360,11 @@ class Cluster:
                 env=env,
                 cwd=cwd or self.state_dir,
             )
-        # /proc/<pid>/cmdline shows argv[0] as given.
-        self.records.append(ProcessRecord(name=name, pid=proc.pid, argv0=argv[0]))
+        self.records.append(ProcessRecord(name=name, pid=proc.pid, start=start_time(proc.pid)))
         self._save_records()
 
     def _save_records(self) -> None:
-        data = [{"name": r.name, "pid": r.pid, "argv0": r.argv0} for r in self.records]
+        data = [{"name": r.name, "pid": r.pid, "start": r.start} for r in self.records]
         self.pids_file.write_text(json.dumps({"server": self.server, "processes": data}))
 
     def load_records(self) -> list[ProcessRecord]:
@@ -382,9 +378,7 @@ class Cluster:
                 tail = (self.log_dir / f"{r.name}.log").read_text(errors="replace")[-3000:]
                 raise ClusterError(f"{r.name} exited during start-up; log tail:\n{tail}")
 
-    def _wait_http(
-        self, url: str, deadline: float, what: str, ctx: ssl.SSLContext | None
-    ) -> None:
+    def _wait_http(self, url: str, deadline: float, what: str, ctx: ssl.SSLContext | None) -> None:
         last: object = None
         while time.monotonic() < deadline:
             self._check_alive()
@@ -401,7 +395,7 @@ class Cluster:
         """Ready when the SA controller made `default/default` (and the node is Ready)."""
         from kubernetes import client
 
-        api = client.CoreV1Api(self.api_client())
+        api: Any = client.CoreV1Api(self.api_client())
         while time.monotonic() < deadline:
             self._check_alive()
             try:
@@ -423,9 +417,7 @@ class Cluster:
             if exc.status == 404:
                 return False
             raise
-        return any(
-            c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])
-        )
+        return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
 
     def stop(self) -> list[int]:
         """Stop every process this cluster started. Returns pids left alive (empty = clean)."""
@@ -449,7 +441,7 @@ class Cluster:
             data = json.loads(self.kubelet_pids_file.read_text())
         except (OSError, ValueError):
             return []
-        records = [ProcessRecord(name="pod", pid=p["pid"], argv0=p["argv0"]) for p in data]
+        records = [ProcessRecord(name="pod", pid=p["pid"], start=p["start"]) for p in data]
         return terminate_groups(records, timeout=5)
 
     def started_pids(self) -> list[int]:
@@ -459,7 +451,9 @@ class Cluster:
         """A new ``kubernetes.client.ApiClient`` with admin rights."""
         from kubernetes import config
 
-        return config.new_client_from_config(config_file=str(self.kubeconfig))
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
 
     def __enter__(self) -> Cluster:
         return self.start()

@@ -42,9 +42,11 @@ def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
     return x509.Name(attrs)
 
 
-def _ca(directory: Path, stem: str, cn: str) -> tuple[KeyPair, x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _ca(
+    directory: Path, stem: str, cn: str
+) -> tuple[KeyPair, x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _key()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = _name(cn)
     cert = (
         x509.CertificateBuilder()
@@ -90,7 +92,7 @@ def _leaf(
     client: bool = False,
 ) -> KeyPair:
     key = _key()
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     usages = []
     if server:
         usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
