@@ -21,9 +21,9 @@ OWNER_LABEL: Final = f"{GROUP}/deployment-embedding"
 AGGREGATED_GROUP: Final = "api.embedding-operator.dev"
 AGGREGATED_VERSION: Final = "v1alpha1"
 
-DEFAULT_API_KEY_SECRET: Final = "voyage-api-key"  # noqa: S105 (a Secret's name)
+DEFAULT_API_KEY_SECRET: Final = "voyage-api-key"
 """Secret read when ``spec.apiKeySecretRef`` is absent (same namespace as the resource)."""
-DEFAULT_API_KEY_SECRET_KEY: Final = "api-key"  # noqa: S105
+DEFAULT_API_KEY_SECRET_KEY: Final = "api-key"
 
 MAX_NAME_LENGTH: Final = 63
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

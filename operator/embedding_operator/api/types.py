@@ -248,6 +248,14 @@ class Result(_Model):
     )
 
 
+class RunStats(_Model):
+    """What a run cost in Voyage calls; the operator turns these into Prometheus metrics."""
+
+    requests: int = Field(default=0, ge=0, description="HTTP requests sent to Voyage.")
+    retries: int = Field(default=0, ge=0, description="Requests that were retried.")
+    rate_limited: int = Field(default=0, ge=0, description="Responses that were 429.")
+
+
 class DeploymentEmbeddingStatus(_Model):
     """Written only through the status subresource, by the operator and its worker."""
 
@@ -256,13 +264,18 @@ class DeploymentEmbeddingStatus(_Model):
     conditions: list[Condition] | None = None
     observed_generation: int | None = Field(default=None, ge=0)
     last_handled_run_request: str | None = Field(
-        default=None, description="The run annotation value last acted on."
+        default=None,
+        description="The run annotation value last acted on (run, ignored or refused).",
+    )
+    last_handled_cancel_request: str | None = Field(
+        default=None, description="The cancel annotation value last acted on."
     )
     job_name: str | None = None
     input_count: int | None = Field(default=None, ge=0, description="Number of spec.inputs.")
     start_time: datetime | None = None
     completion_time: datetime | None = None
     result: Result | None = None
+    stats: RunStats | None = None
 
 
 class ObjectMeta(BaseModel):

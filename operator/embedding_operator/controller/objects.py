@@ -1,0 +1,179 @@
+"""Kubernetes objects the operator owns, built by pure functions (no I/O, tested without a
+cluster): the worker Job and the worker's ServiceAccount, Role and RoleBinding."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Final
+
+from embedding_operator.api import names
+from embedding_operator.api.types import DeploymentEmbeddingSpec, JobOptions
+from embedding_operator.controller.settings import Settings
+
+Obj = dict[str, Any]
+
+WORKER_CONTAINER: Final = "worker"
+PERMANENT_FAILURE_EXIT_CODE: Final = 3
+"""The worker exits with this code when retrying cannot help (bad key, invalid input): the Job's
+podFailurePolicy then fails the Job at once instead of burning its backoff limit."""
+DEFAULT_RESOURCES: Final = {
+    "requests": {"cpu": "100m", "memory": "256Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def labels(name: str, component: str) -> dict[str, str]:
+    return {
+        names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+        names.OWNER_LABEL: name,
+        "app.kubernetes.io/name": "embedding-operator",
+        "app.kubernetes.io/component": component,
+    }
+
+
+def owner_reference(body: Obj) -> Obj:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "name": body["metadata"]["name"],
+        "uid": body["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def job_name(name: str, uid: str, run_request: str) -> str:
+    """Deterministic per (resource, run request): a restarted operator finds the Job it created
+    instead of making a second. At most 63 characters, since it becomes a pod label value."""
+    digest = hashlib.sha256(f"{uid}/{run_request}".encode()).hexdigest()[:10]
+    return f"{name[: 63 - 11].rstrip('-')}-{digest}"
+
+
+def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:
+    """The batch/v1 Job that runs ``embedding-operator worker`` for one run request."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    spec = DeploymentEmbeddingSpec.model_validate(body["spec"])
+    options = spec.job or JobOptions()
+    job = job_name(name, meta["uid"], run_request)
+    secret = spec.secret_ref
+    env: list[Obj] = [
+        {
+            "name": "VOYAGE_API_KEY",
+            "valueFrom": {"secretKeyRef": {"name": secret.name, "key": secret.key}},
+        },
+        *({"name": k, "value": v} for k, v in sorted(settings.worker_env.items())),
+    ]
+    resources = options.resources.to_dict() if options.resources else DEFAULT_RESOURCES
+    pod_labels = labels(name, "worker")
+    container = {
+        "name": WORKER_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["embedding-operator"],
+        "args": ["worker", "--namespace", namespace, "--name", name, "--job", job],
+        "env": env,
+        "resources": resources,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 (an emptyDir)
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job,
+            "namespace": namespace,
+            "labels": pod_labels,
+            "annotations": {names.RUN_ANNOTATION: run_request},
+            "ownerReferences": [owner_reference(body)],
+        },
+        "spec": {
+            "backoffLimit": options.backoff_limit,
+            "activeDeadlineSeconds": options.active_deadline_seconds,
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": WORKER_CONTAINER,
+                            "operator": "In",
+                            "values": [PERMANENT_FAILURE_EXIT_CODE],
+                        },
+                    },
+                    # An evicted or preempted pod is retried without counting against backoff.
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {
+                    "serviceAccountName": settings.worker_service_account,
+                    "restartPolicy": "Never",
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "runAsGroup": 65532,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                },
+            },
+        },
+    }
+
+
+def worker_rules() -> list[Obj]:
+    """What a worker may do in its namespace: read resources, write their status and their result
+    ConfigMaps, post Events. Nothing else (no Secrets: the key arrives through the env)."""
+    return [
+        {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get"]},
+        {
+            "apiGroups": [names.GROUP],
+            "resources": [f"{names.PLURAL}/status"],
+            "verbs": ["get", "patch"],
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": ["create", "get", "list", "delete"],
+        },
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    ]
+
+
+def build_worker_rbac(namespace: str, settings: Settings) -> list[Obj]:
+    """ServiceAccount, Role and RoleBinding for the worker pods of one namespace."""
+    name = settings.worker_service_account
+    meta = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {
+            names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
+            "app.kubernetes.io/component": "worker",
+        },
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": worker_rules(),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
