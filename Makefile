@@ -28,6 +28,7 @@ typecheck: venv
 
 crds: venv
 	$(VENV)/bin/embedding-operator crd > crds/embedding-operator.dev_deploymentembeddings.yaml
+	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 
 test: venv lint typecheck
 	$(VENV)/bin/pytest

@@ -15,6 +15,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_PATH = ROOT / "crds" / "embedding-operator.dev_deploymentembeddings.yaml"
+POLICY_PATH = ROOT / "crds" / "embedding-operator.dev_admission-policy.yaml"
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 

@@ -7,6 +7,7 @@ Each subcommand imports its layer lazily, so ``crd`` and ``worker`` start withou
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -16,10 +17,29 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _crd(args: argparse.Namespace) -> int:
-    from embedding_operator.api.crd import render_crd
+    from embedding_operator.api.admission import build_admission_policy
+    from embedding_operator.api.crd import render, render_crd
 
-    sys.stdout.write(render_crd())
+    if args.admission_policy:
+        sys.stdout.write(render(build_admission_policy(), "admission.py"))
+    else:
+        sys.stdout.write(render_crd())
     return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from embedding_operator.controller import run
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    run(args.namespace or [], args.liveness_port, args.metrics_port)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from embedding_operator.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run_worker(args.namespace, args.name, args.job)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +53,27 @@ def build_parser() -> argparse.ArgumentParser:
     crd = sub.add_parser(
         "crd", help="print the DeploymentEmbedding CRD generated from the API types"
     )
+    crd.add_argument(
+        "--admission-policy",
+        action="store_true",
+        help="print the ValidatingAdmissionPolicy (no delete while Running) instead",
+    )
     crd.set_defaults(handler=_crd)
+
+    run = sub.add_parser("run", help="run the operator (kopf) against the current cluster")
+    run.add_argument(
+        "--namespace", action="append", help="watch only this namespace (repeatable; default: all)"
+    )
+    run.add_argument("--liveness-port", type=int, default=8080, help="0 disables /healthz")
+    run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(handler=_run)
+
+    worker = sub.add_parser("worker", help="embed one run's inputs (what a Job's pod runs)")
+    worker.add_argument("--namespace", required=True)
+    worker.add_argument("--name", required=True, help="the DeploymentEmbedding")
+    worker.add_argument("--job", required=True, help="the Job this run belongs to")
+    worker.set_defaults(handler=_worker)
     return parser
 
 

@@ -11,12 +11,21 @@ from pydantic import ValidationError
 
 from embedding_operator.api import MODELS, DeploymentEmbedding, get_model, names
 from embedding_operator.api.crd import build_crd, render_crd
-from tests.api_cases import CRD_PATH, INVALID, Case, load_examples, valid
+from tests.api_cases import CRD_PATH, POLICY_PATH, INVALID, Case, load_examples, valid
 from tests.unit.crd_emulation import refusals
 
 
 def test_committed_crd_is_the_generated_one() -> None:
     assert CRD_PATH.read_text() == render_crd(), "crds/ drifted from the types: run `make crds`"
+
+
+def test_committed_admission_policy_is_the_generated_one() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "embedding_operator", "crd", "--admission-policy"],
+        capture_output=True,
+        check=True,
+    )
+    assert out.stdout == POLICY_PATH.read_bytes(), "run `make crds`"
 
 
 def test_cli_prints_the_committed_crd() -> None:
@@ -28,13 +37,13 @@ def test_cli_prints_the_committed_crd() -> None:
 
 def test_crd_passes_kubernetes_validate_strict() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "kubernetes_validate", "--strict", str(CRD_PATH)],
+        [sys.executable, "-m", "kubernetes_validate", "--strict", str(CRD_PATH), str(POLICY_PATH)],
         capture_output=True,
         text=True,
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "passed" in out.stdout
+    assert out.stdout.count("passed") == 3, out.stdout
 
 
 def test_crd_shape() -> None:
