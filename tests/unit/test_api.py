@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from embedding_operator.api import MODELS, DeploymentEmbedding, get_model, names
 from embedding_operator.api.crd import build_crd, render_crd
-from tests.api_cases import CRD_PATH, POLICY_PATH, INVALID, Case, load_examples, valid
+from tests.api_cases import CRD_PATH, INVALID, POLICY_PATH, Case, load_examples, valid
 from tests.unit.crd_emulation import refusals
 
 
@@ -146,3 +147,12 @@ def test_spec_defaults_resolve_from_the_catalog() -> None:
 def test_unknown_model_lookup_lists_the_supported_ones() -> None:
     with pytest.raises(ValueError, match="voyage-4-large"):
         get_model("gpt-embeddings")
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    dockerfile = CRD_PATH.parent.parent / "Dockerfile"
+    out = subprocess.run(
+        [str(hadolint), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -1,0 +1,70 @@
+"""The worker's writes to its resource's status, each guarded so a stale worker cannot overwrite
+a newer run: every write re-reads the resource and goes ahead only while ``status.jobName`` is
+this worker's Job and the phase is Running (a cancelled or superseded run stops here)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from embedding_operator.api import status as st
+from embedding_operator.kube import Kube, KubeError, post_event, resource_path
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "embedding-operator-worker"
+
+
+class Superseded(Exception):
+    """The run this worker belongs to is no longer the resource's current run."""
+
+
+class StatusWriter:
+    def __init__(self, kube: Kube, namespace: str, name: str, job: str) -> None:
+        self.kube = kube
+        self.path = resource_path(namespace, name)
+        self.job = job
+
+    def load(self) -> dict[str, Any]:
+        """The resource, if this worker's run is still its current one."""
+        body = self.kube.get(self.path)
+        if body is None:
+            raise Superseded("the resource was deleted")
+        status = body.get("status") or {}
+        if status.get("jobName") != self.job or status.get("phase") != "Running":
+            raise Superseded(
+                f"the resource's current run is {status.get('jobName')!r} "
+                f"({status.get('phase')}), not {self.job!r}"
+            )
+        return body
+
+    def write(self, patch: dict[str, Any], phase: str | None = None, reason: str = "") -> None:
+        """Merge ``patch`` into the status; with ``phase``, also move the Succeeded condition."""
+        for _ in range(5):
+            body = self.load()
+            status = dict(patch)
+            if phase:
+                generation = body["metadata"].get("generation")
+                cond = st.condition(
+                    st.SUCCEEDED, st.succeeded_status(phase), reason, patch["message"], generation
+                )
+                conditions = (body.get("status") or {}).get("conditions")
+                status.update(phase=phase, conditions=st.merge_conditions(conditions, cond))
+            try:
+                self.kube.patch(
+                    resource_path(body["metadata"]["namespace"], body["metadata"]["name"], "status"),
+                    {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                     "status": status},
+                )
+            except KubeError as e:
+                if e.status == 409:
+                    continue
+                raise
+            return
+        raise RuntimeError("the resource kept changing; giving up this status write")
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        try:
+            post_event(self.kube, self.load(), type_, reason, message, COMPONENT)
+        except (KubeError, Superseded) as e:  # an Event is a courtesy, never a reason to fail
+            log.warning("could not post event %s: %s", reason, e)

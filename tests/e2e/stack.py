@@ -1,0 +1,89 @@
+"""The operator's stack on the test control plane, shared by the e2e tests and ``make demo``:
+the admission policy beside the CRD, and the operator itself as a real subprocess
+(``embedding-operator run``), so it can be killed and restarted like a pod."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.api_cases import CRD_PATH, POLICY_PATH
+
+BIN = Path(sys.executable).parent
+
+
+def apply_manifests(api_client: Any, paths: tuple[Path, ...] = (CRD_PATH, POLICY_PATH)) -> None:
+    """Create the objects of ``paths`` (the CRD and the admission policy); existing ones stay."""
+    from kubernetes import client, utils
+
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            try:
+                utils.create_from_dict(api_client, doc)
+            except utils.FailToCreateError as e:
+                if not all(getattr(x, "status", None) == 409 for x in e.api_exceptions):
+                    raise
+            except client.ApiException as e:
+                if e.status != 409:
+                    raise
+
+
+def wait_established(api_client: Any, timeout: float = 30) -> None:
+    from kubernetes import client
+
+    ext: Any = client.ApiextensionsV1Api(api_client)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = ext.read_custom_resource_definition(yaml.safe_load(CRD_PATH.read_text())["metadata"]["name"])
+        if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the CRD did not become Established")
+
+
+class OperatorProcess:
+    """``embedding-operator run`` against the test cluster, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
+        env.pop("VOYAGE_API_KEY", None)  # the operator never needs the key
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "embedding-operator"), "run", "--liveness-port", "0", "--metrics-port",
+             env.get("TEST_METRICS_PORT", "0")],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure would: no cleanup runs."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
