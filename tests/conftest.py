@@ -7,6 +7,7 @@ docs/control-plane.md). One cluster per session; a fresh namespace per test.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
@@ -16,7 +17,8 @@ from typing import Any
 
 import pytest
 
-CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+# E2E_CRD_DIR lets a developer try CRDs against the real apiserver before committing them.
+CRD_DIR = Path(os.environ.get("E2E_CRD_DIR") or Path(__file__).resolve().parent.parent / "crds")
 
 
 def pytest_configure(config: pytest.Config) -> None:

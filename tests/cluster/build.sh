@@ -23,10 +23,18 @@ if [[ "${1:-}" != "--force" && -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$s
   fi
 fi
 
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export CGO_ENABLED=0
-flags=(-trimpath "-ldflags=-s -w")
 cd "$here"
+# Stamp the release into the binaries (as Kubernetes' own build does), or /version says
+# v0.0.0-master and clients that check the server version are confused.
+kver="$(go list -m -f '{{.Version}}' k8s.io/kubernetes)"
+kminor="${kver#v1.}"; kminor="${kminor%%.*}"
+ldx=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldx+=" -X $pkg.gitVersion=$kver -X $pkg.gitMajor=1 -X $pkg.gitMinor=$kminor"
+  ldx+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+flags=(-trimpath "-ldflags=-s -w$ldx")
 start=$SECONDS
 rm -f "$out/.stamp"
 echo "building etcd ..."

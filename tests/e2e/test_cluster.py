@@ -439,7 +439,7 @@ def test_pod_process_runs_as_its_service_account(
         "review = client.AuthenticationV1Api(api).create_self_subject_review({})\n"
         "print('user=' + review.status.user_info.username)\n"
         "try:\n"
-        "    apis.CoreV1Api(api).list_namespaced_secret(os.environ['NS'])\n"
+        "    client.CoreV1Api(api).list_namespaced_secret(os.environ['NS'])\n"
         "    print('secrets=allowed')\n"
         "except client.ApiException as exc:\n"
         "    print(f'secrets={exc.status}')\n"
