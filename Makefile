@@ -39,5 +39,16 @@ unit: venv
 demo: venv
 	$(PY) -m tests.demo
 
+# The real control plane (docs/control-plane.md): binaries into .cache/cluster-bin/, state in
+# .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).
+cluster-bin:
+	bash tests/cluster/build.sh
+
+cluster-up: venv cluster-bin
+	$(PY) -m tests.cluster up
+
+cluster-down: venv
+	$(PY) -m tests.cluster down
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
