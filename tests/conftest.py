@@ -27,6 +27,15 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build the control plane binaries before any cluster test runs (outside per-test timeouts:
+    the first build takes minutes; later ones are a no-op)."""
+    if any(item.get_closest_marker("cluster") for item in session.items):
+        from tests.cluster.harness import ensure_binaries
+
+        ensure_binaries()
+
+
 class ClusterHandle:
     """What cluster tests get: the kubeconfig, an API client factory and the log folders."""
 
@@ -48,7 +57,7 @@ class ClusterHandle:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
-    from tests.cluster.harness import Cluster, _pid_alive, ensure_binaries
+    from tests.cluster.harness import Cluster, ensure_binaries, pid_alive
 
     ensure_binaries()
     c = Cluster(state_dir=tmp_path_factory.mktemp("cluster"))
@@ -58,7 +67,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]
         yield ClusterHandle(c)
     finally:
         left = c.stop()
-        alive = [p for p in started if _pid_alive(p)]
+        alive = [p for p in started if pid_alive(p)]
         assert not left and not alive, f"processes left behind: {left + alive}"
 
 

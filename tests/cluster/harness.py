@@ -53,7 +53,7 @@ def ensure_binaries(bin_dir: Path = DEFAULT_BIN_DIR) -> None:
     subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, env=env)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -101,7 +101,7 @@ class ProcessRecord:
 
     def is_ours(self) -> bool:
         """The pid is alive and is the process we started (guards against pid reuse)."""
-        return _pid_alive(self.pid) and start_time(self.pid) == self.start
+        return pid_alive(self.pid) and start_time(self.pid) == self.start
 
 
 def terminate_groups(records: list[ProcessRecord], timeout: float = 15.0) -> list[int]:

@@ -102,7 +102,7 @@ class Kubelet:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.pids_file = state_dir / "kubelet-pods.json"
         self.workers: dict[str, PodWorker] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # reentrant: shutdown may run inside handle()
         self.stopping = threading.Event()
         cfg = api_client.configuration
         self.server: str = cfg.host

@@ -551,6 +551,29 @@ def test_active_deadline_stops_the_pod(api: Any, namespace: str) -> None:
     assert pod.status.container_statuses[0].state.terminated is not None
 
 
+def test_on_failure_restarts_the_container_in_place(api: Any, namespace: str) -> None:
+    # Fails the first time (no marker file in its HOME yet), succeeds on the restart.
+    script = (
+        "import os, sys\n"
+        "marker = os.path.join(os.environ['HOME'], 'tried')\n"
+        "if not os.path.exists(marker):\n"
+        "    open(marker, 'w').close()\n"
+        "    sys.exit('first try fails')\n"
+        "print('second try works')\n"
+    )
+    core = apis.CoreV1Api(api)
+    body = pod_body("flaky", ["python", "-c", script], restartPolicy="OnFailure")
+    core.create_namespaced_pod(namespace, body)
+    pod = wait_for(
+        lambda: pod_phase(api, namespace, "flaky", "Succeeded", "Failed"), 30, what="pod done"
+    )
+    assert pod.status.phase == "Succeeded"
+    status = pod.status.container_statuses[0]
+    assert status.restart_count == 1
+    assert status.last_state.terminated.exit_code == 1
+    assert "first try fails" in status.last_state.terminated.message
+
+
 # -- the harness stops everything it started -----------------------------------------------
 
 
