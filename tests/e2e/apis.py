@@ -26,3 +26,11 @@ def ApiextensionsV1Api(api: Any) -> Any:
 
 def CustomObjectsApi(api: Any) -> Any:
     return client.CustomObjectsApi(api)
+
+
+def AdmissionregistrationV1Api(api: Any) -> Any:
+    return client.AdmissionregistrationV1Api(api)
+
+
+def ApiregistrationV1Api(api: Any) -> Any:
+    return client.ApiregistrationV1Api(api)

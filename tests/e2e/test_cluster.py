@@ -330,6 +330,88 @@ def test_service_account_without_rights_is_refused(
         sa_api.close()
 
 
+# -- admission policies and the aggregation layer ------------------------------------------
+
+
+def test_validating_admission_policy_is_enforced(api: Any, namespace: str) -> None:
+    adm = apis.AdmissionregistrationV1Api(api)
+    name = f"no-forbidden-{namespace}"[:63]
+    adm.create_validating_admission_policy(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["configmaps"],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "!has(object.data) || !('forbidden' in object.data)",
+                        "message": "the key 'forbidden' is not allowed",
+                    }
+                ],
+            },
+        }
+    )
+    adm.create_validating_admission_policy_binding(
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        }
+    )
+    core = apis.CoreV1Api(api)
+    try:
+
+        def denied() -> str:
+            try:
+                core.create_namespaced_config_map(
+                    namespace, {"metadata": {"generateName": "x-"}, "data": {"forbidden": "1"}}
+                )
+                return ""
+            except client.ApiException as exc:
+                assert exc.status == 422, exc.body
+                return str(exc.body)
+
+        # Policies are loaded asynchronously: early creates may still pass.
+        message = wait_for(denied, 20, what="the policy to deny")
+        assert "the key 'forbidden' is not allowed" in message
+        core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": "fine"}, "data": {"allowed": "1"}}
+        )
+    finally:
+        adm.delete_validating_admission_policy_binding(name)
+        adm.delete_validating_admission_policy(name)
+
+
+def test_aggregation_layer_is_configured(api: Any) -> None:
+    cm = apis.CoreV1Api(api).read_namespaced_config_map(
+        "extension-apiserver-authentication", "kube-system"
+    )
+    data = cm.data
+    assert "BEGIN CERTIFICATE" in data["requestheader-client-ca-file"]
+    assert json.loads(data["requestheader-allowed-names"]) == ["front-proxy-client"]
+    assert json.loads(data["requestheader-username-headers"]) == ["X-Remote-User"]
+    assert json.loads(data["requestheader-group-headers"]) == ["X-Remote-Group"]
+    assert json.loads(data["requestheader-extra-headers-prefix"]) == ["X-Remote-Extra-"]
+    assert "BEGIN CERTIFICATE" in data["client-ca-file"]
+    services = apis.ApiregistrationV1Api(api).list_api_service()
+    local = {s.metadata.name for s in services.items}
+    assert "v1.batch" in local
+
+
 # -- Jobs through the real Job controller and the process kubelet --------------------------
 
 
