@@ -115,7 +115,7 @@ def terminate_groups(records: list[ProcessRecord], timeout: float = 15.0) -> lis
             os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_group_members(g) for g in groups):
-        _reap()
+        _reap(groups)
         time.sleep(0.1)
     for pgid in groups:
         if _group_members(pgid):
@@ -123,21 +123,18 @@ def terminate_groups(records: list[ProcessRecord], timeout: float = 15.0) -> lis
                 os.killpg(pgid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(_group_members(g) for g in groups):
-        _reap()
+        _reap(groups)
         time.sleep(0.1)
-    _reap()
+    _reap(groups)
     return [p for g in groups for p in _group_members(g)]
 
 
-def _reap() -> None:
-    """Collect exited children so they don't linger as zombies."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+def _reap(pids: list[int]) -> None:
+    """Collect those of ``pids`` that are our exited children (never anyone else's children:
+    other code in this process may be waiting for its own)."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _kubeconfig(server: str, ca: Path, user: dict[str, str], name: str) -> dict[str, Any]:
@@ -182,6 +179,7 @@ class Cluster:
     records: list[ProcessRecord] = field(default_factory=list)
     server: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
     def kubeconfig(self) -> Path:
@@ -360,6 +358,7 @@ class Cluster:
                 env=env,
                 cwd=cwd or self.state_dir,
             )
+        self._procs.append(proc)
         self.records.append(ProcessRecord(name=name, pid=proc.pid, start=start_time(proc.pid)))
         self._save_records()
 
@@ -428,6 +427,9 @@ class Cluster:
         for record in reversed(self.records):
             left += terminate_groups([record])
         left += self._kill_leftover_pods()
+        for proc in self._procs:
+            proc.poll()
+        self._procs = []
         if not left:
             self.pids_file.unlink(missing_ok=True)
         self.records = []
