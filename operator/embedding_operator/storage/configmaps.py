@@ -1,5 +1,8 @@
 """The chunked store: a large result as ConfigMaps owned by the DeploymentEmbedding.
 
+It talks to the API through the project's :class:`embedding_operator.kube.Kube` (plain dicts over
+the ``kubernetes`` package's configured ``ApiClient``).
+
 Each ConfigMap holds one chunk of the little-endian result bytes (:mod:`.layout`) under
 ``binaryData["chunk"]``; the status records the names in order, the encoding, the sha256 digest
 and the byte size. Chunks are written while the run is going (never more than one chunk is
@@ -22,6 +25,7 @@ import numpy.typing as npt
 
 from embedding_operator.api import names
 from embedding_operator.api.types import ChunkedStorage, Result
+from embedding_operator.kube import Kube, core_path
 from embedding_operator.storage.chunks import Chunker, chunk_name, reassemble, run_key
 from embedding_operator.storage.layout import ResultLayout
 from embedding_operator.storage.settings import StorageSettings
@@ -34,7 +38,10 @@ CHUNK_ANNOTATION = f"{names.GROUP}/chunk"
 
 
 def owner_reference(resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The ownerReference to a DeploymentEmbedding object (a dict as the API returns it)."""
+    """The ownerReference to a DeploymentEmbedding object (a dict as the API returns it); an
+    ownerReference passed in is returned as is."""
+    if "metadata" not in resource:
+        return dict(resource)
     meta = resource["metadata"]
     return {
         "apiVersion": names.API_VERSION,
@@ -55,11 +62,14 @@ def labels(resource_name: str, run_id: str) -> dict[str, str]:
 
 
 class ConfigMapSink(OrderedSink):
-    """Streams the result into owned ConfigMaps through a ``kubernetes`` ``CoreV1Api``."""
+    """Streams the result into owned ConfigMaps.
+
+    ``owner`` is the DeploymentEmbedding object (or a ready ownerReference).
+    """
 
     def __init__(
         self,
-        core: Any,
+        kube: Kube,
         *,
         namespace: str,
         resource_name: str,
@@ -77,11 +87,11 @@ class ConfigMapSink(OrderedSink):
                 "(EMBEDDING_OPERATOR_MAX_RESULT_BYTES); use fewer inputs, a smaller "
                 "outputDimension or an integer outputDtype"
             )
-        self.core = core
+        self.kube = kube
         self.namespace = namespace
         self.resource_name = resource_name
         self.run_id = run_id
-        self.owner = dict(owner)
+        self.owner = owner_reference(owner)
         self.names: list[str] = []
         self._chunker = Chunker(self.settings.chunk_bytes)
 
@@ -101,8 +111,6 @@ class ConfigMapSink(OrderedSink):
         return self._result(total_tokens, storage=storage)
 
     def _put(self, chunk: bytes) -> None:
-        from kubernetes.client.exceptions import ApiException
-
         name = chunk_name(self.resource_name, self.run_id, len(self.names))
         body = {
             "apiVersion": "v1",
@@ -116,50 +124,53 @@ class ConfigMapSink(OrderedSink):
             },
             "binaryData": {DATA_KEY: base64.b64encode(chunk).decode("ascii")},
         }
-        try:
-            self.core.create_namespaced_config_map(self.namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            self.core.replace_namespaced_config_map(name, self.namespace, body)
+        if self.kube.create(core_path(self.namespace, "configmaps"), body) is None:
+            # Already there: a retried pod of the same run; replace with this attempt's bytes.
+            self.kube.request("PUT", core_path(self.namespace, "configmaps", name), body)
         self.names.append(name)
 
     def abort(self) -> None:
         """Delete the chunks written so far (best effort: ownership removes them eventually)."""
-        from kubernetes.client.exceptions import ApiException
-
         for name in self.names:
-            try:
-                self.core.delete_namespaced_config_map(name, self.namespace)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
+            self.kube.delete(core_path(self.namespace, "configmaps", name))
         self.names.clear()
 
 
-def read_chunks(core: Any, namespace: str, storage: ChunkedStorage) -> Iterator[bytes]:
+def read_chunks(kube: Kube, namespace: str, storage: ChunkedStorage) -> Iterator[bytes]:
     """The chunks of a stored result, in order (``get`` on each ConfigMap)."""
     for name in storage.names:
-        config_map = core.read_namespaced_config_map(name, namespace)
-        yield base64.b64decode((config_map.binary_data or {})[DATA_KEY])
+        config_map = kube.get(core_path(namespace, "configmaps", name))
+        if config_map is None:
+            raise FileNotFoundError(f"ConfigMap {namespace}/{name} of the result is missing")
+        yield base64.b64decode(config_map.get("binaryData", {})[DATA_KEY])
 
 
-def load_result(core: Any, namespace: str, result: Result) -> npt.NDArray[Any]:
+def load_result(kube: Kube, namespace: str, result: Result) -> npt.NDArray[Any]:
     """A chunked result's array, verified against the status digest (for the REST facade)."""
     if result.storage is None:
         raise ValueError("the result is inline")
     layout = ResultLayout(result.model, result.count, result.dimensions, result.dtype)
-    chunks = read_chunks(core, namespace, result.storage)
+    chunks = read_chunks(kube, namespace, result.storage)
     return reassemble(chunks, result.storage, result.count, layout.row_length)
 
 
-def delete_previous_runs(
-    core: Any, namespace: str, resource_name: str, keep_run_id: str | None = None
-) -> None:
-    """Delete the result ConfigMaps of ``resource_name`` except those of ``keep_run_id``."""
+def previous_runs_selector(resource_name: str, keep_run_id: str | None = None) -> str:
+    """Label selector of the result ConfigMaps of ``resource_name``, except ``keep_run_id``'s."""
     selector = (
         f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE},{names.OWNER_LABEL}={resource_name}"
     )
     if keep_run_id is not None:
         selector += f",{RUN_LABEL}!={run_key(keep_run_id)}"
-    core.delete_collection_namespaced_config_map(namespace, label_selector=selector)
+    return selector
+
+
+def delete_previous_runs(
+    kube: Kube, namespace: str, resource_name: str, keep_run_id: str | None = None
+) -> None:
+    """Delete the result ConfigMaps of ``resource_name`` except those of ``keep_run_id``
+    (``deletecollection``), e.g. when a spec change clears the old result."""
+    kube.request(
+        "DELETE",
+        core_path(namespace, "configmaps"),
+        query={"labelSelector": previous_runs_selector(resource_name, keep_run_id)},
+    )
