@@ -42,6 +42,35 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(args.namespace, args.name, args.job)
 
 
+def _embed(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from embedding_operator.storage import NullSink, ResultLayout, open_file_sink
+    from embedding_operator.voyage import ClientSettings, EmbeddingError, embed_spec
+    from embedding_operator.voyage.local import ManifestError, load_manifest, summary
+    from embedding_operator.voyage.progress import ProgressBar
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        spec = load_manifest(args.file, args.name).spec
+        client = ClientSettings.from_env()
+        layout = ResultLayout.for_spec(spec)
+        sink = open_file_sink(args.output, layout) if args.output else NullSink(layout)
+    except (ManifestError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    bar = ProgressBar(enabled=args.progress)
+    try:
+        stats = asyncio.run(embed_spec(spec, sink, client=client, on_progress=bar))
+    except EmbeddingError as e:
+        bar.close()
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    bar.close()
+    print(summary(stats, args.output))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedding-operator",
@@ -74,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", required=True, help="the DeploymentEmbedding")
     worker.add_argument("--job", required=True, help="the Job this run belongs to")
     worker.set_defaults(handler=_worker)
+
+    embed = sub.add_parser(
+        "embed", help="run a DeploymentEmbedding manifest locally (key from VOYAGE_API_KEY)"
+    )
+    embed.add_argument("-f", "--file", required=True, help="manifest (YAML, may hold several)")
+    embed.add_argument("--name", help="which DeploymentEmbedding when the file holds several")
+    embed.add_argument("-o", "--output", help="write the vectors to FILE.json or FILE.npy")
+    embed.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="progress bar on stderr (default: when stderr is a terminal)",
+    )
+    embed.set_defaults(handler=_embed)
     return parser
 
 

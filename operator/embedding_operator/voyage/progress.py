@@ -9,12 +9,14 @@ from embedding_operator.voyage.engine import Progress
 
 
 class ProgressBar:
-    """Redraws one stderr line per update; silent when the stream is not a terminal."""
+    """Redraws one stderr line per update; by default only when the stream is a terminal."""
 
-    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, width: int = 30, enabled: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.width = width
-        self.enabled = self.stream.isatty()
+        self.enabled = self.stream.isatty() if enabled is None else enabled
         self._drawn = False
 
     def __call__(self, progress: Progress) -> None:
