@@ -104,6 +104,7 @@ class Kubelet:
         self.workers: dict[str, PodWorker] = {}
         self.lock = threading.RLock()  # reentrant: shutdown may run inside handle()
         self.stopping = threading.Event()
+        self.node_since = now()  # lastTransitionTime of the node's conditions
         cfg = api_client.configuration
         self.server: str = cfg.host
         ca_file = cfg.ssl_ca_cert
@@ -150,7 +151,7 @@ class Kubelet:
                     "reason": r,
                     "message": m,
                     "lastHeartbeatTime": ts,
-                    "lastTransitionTime": ts,
+                    "lastTransitionTime": self.node_since,
                 }
                 for t, s, r, m in conditions
             ],
