@@ -40,6 +40,14 @@ def _sum(values: celtypes.ListType) -> celtypes.IntType:
     return celtypes.IntType(sum(values))
 
 
+def _format(template: celtypes.StringType, args: celtypes.ListType) -> celtypes.StringType:
+    """Kubernetes' CEL string library ``format`` (only ``%s`` is used by the CRD)."""
+    return celtypes.StringType(str(template) % tuple(str(a) for a in args))
+
+
+_FUNCTIONS = {"sum": _sum, "format": _format}
+
+
 def _evaluate(rules: list[dict[str, Any]], where: str, bindings: dict[str, Any]) -> list[str]:
     env = celpy.Environment()
     errors = []
@@ -47,7 +55,7 @@ def _evaluate(rules: list[dict[str, Any]], where: str, bindings: dict[str, Any])
         if "oldSelf" in rule["rule"] and "oldSelf" not in bindings:
             continue  # transition rules run on updates only
         activation = {k: celpy.json_to_cel(v) for k, v in bindings.items()}
-        program = env.program(env.compile(rule["rule"]), functions={"sum": _sum})
+        program = env.program(env.compile(rule["rule"]), functions=_FUNCTIONS)
         try:
             ok = bool(program.evaluate(activation))
         except celpy.CELEvalError:
@@ -55,7 +63,8 @@ def _evaluate(rules: list[dict[str, Any]], where: str, bindings: dict[str, Any])
         if ok:
             continue
         if "messageExpression" in rule:
-            message = str(env.program(env.compile(rule["messageExpression"])).evaluate(activation))
+            program = env.program(env.compile(rule["messageExpression"]), functions=_FUNCTIONS)
+            message = str(program.evaluate(activation))
         else:
             message = rule["message"]
         errors.append(f"{where}{rule.get('fieldPath', '')}: {message}")

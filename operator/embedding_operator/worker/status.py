@@ -52,9 +52,13 @@ class StatusWriter:
                 status.update(phase=phase, conditions=st.merge_conditions(conditions, cond))
             try:
                 self.kube.patch(
-                    resource_path(body["metadata"]["namespace"], body["metadata"]["name"], "status"),
-                    {"metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-                     "status": status},
+                    resource_path(
+                        body["metadata"]["namespace"], body["metadata"]["name"], "status"
+                    ),
+                    {
+                        "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
+                        "status": status,
+                    },
                 )
             except KubeError as e:
                 if e.status == 409:
