@@ -9,11 +9,18 @@ from typing import Final
 from embedding_operator import __version__
 
 WORKER_PASSTHROUGH: Final = (
+    # the Voyage layer (voyage/settings.py)
     "VOYAGE_BASE_URL",
-    "EMBEDDING_OPERATOR_INLINE_LIMIT_BYTES",
-    "EMBEDDING_OPERATOR_MAX_REQUESTS_PER_MINUTE",
-    "EMBEDDING_OPERATOR_MAX_TOKENS_PER_MINUTE",
-    "EMBEDDING_OPERATOR_MAX_CONCURRENCY",
+    "VOYAGE_TIMEOUT_SECONDS",
+    "VOYAGE_MAX_ATTEMPTS",
+    "VOYAGE_MAX_RETRY_SECONDS",
+    "EMBEDDING_OPERATOR_RPM",
+    "EMBEDDING_OPERATOR_TPM",
+    "EMBEDDING_OPERATOR_CONCURRENCY",
+    # the result stores (storage/settings.py)
+    "EMBEDDING_OPERATOR_INLINE_MAX_BYTES",
+    "EMBEDDING_OPERATOR_CHUNK_BYTES",
+    "EMBEDDING_OPERATOR_MAX_RESULT_BYTES",
 )
 """Operator environment handed on to every worker pod (never the API key: that comes only from
 the resource's Secret)."""

@@ -25,13 +25,13 @@ class StatusWriter:
         self.path = resource_path(namespace, name)
         self.job = job
 
-    def load(self) -> dict[str, Any]:
-        """The resource, if this worker's run is still its current one."""
+    def load(self, running: bool = True) -> dict[str, Any]:
+        """The resource, if this worker's run is still its current one (and still Running)."""
         body = self.kube.get(self.path)
         if body is None:
             raise Superseded("the resource was deleted")
         status = body.get("status") or {}
-        if status.get("jobName") != self.job or status.get("phase") != "Running":
+        if status.get("jobName") != self.job or (running and status.get("phase") != "Running"):
             raise Superseded(
                 f"the resource's current run is {status.get('jobName')!r} "
                 f"({status.get('phase')}), not {self.job!r}"
@@ -69,6 +69,6 @@ class StatusWriter:
 
     def event(self, type_: str, reason: str, message: str) -> None:
         try:
-            post_event(self.kube, self.load(), type_, reason, message, COMPONENT)
+            post_event(self.kube, self.load(running=False), type_, reason, message, COMPONENT)
         except (KubeError, Superseded) as e:  # an Event is a courtesy, never a reason to fail
             log.warning("could not post event %s: %s", reason, e)
