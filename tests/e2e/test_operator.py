@@ -108,3 +108,249 @@ def test_small_run_completes_with_the_standins_vectors_inline(
     annotations = done["metadata"].get("annotations") or {}
     assert not any(k.startswith("kopf.") for k in annotations), annotations
     assert not done["metadata"].get("finalizers")
+
+
+def test_large_run_is_reassembled_from_owned_chunks(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    from embedding_operator.api.types import Result
+    from embedding_operator.kube import Kube
+    from embedding_operator.storage.configmaps import load_result
+
+    texts = [f"document {i} about topic {i % 17}" for i in range(1500)]
+    create(api, namespace, manifest("large", texts, outputDimension=512))
+    done = wait_phase(api, namespace, "large", "Completed", "Failed", timeout=120)
+    assert done["status"]["phase"] == "Completed", done["status"].get("message")
+    result = Result.model_validate(done["status"]["result"])
+    assert result.embeddings is None and result.storage is not None
+    assert len(result.storage.names) > 1  # 1500 x 512 x 4 bytes in 256 KiB chunks
+    assert result.storage.size == 1500 * 512 * 4
+    owned = apis.CoreV1Api(api).read_namespaced_config_map(result.storage.names[0], namespace)
+    assert owned.metadata.owner_references[0].uid == done["metadata"]["uid"]
+    vectors = load_result(Kube(api), namespace, result)  # verifies the sha256 digest
+    np.testing.assert_array_equal(vectors, expected_matrix(texts, "voyage-3.5", 512))
+
+
+def test_spec_near_the_size_limit_runs(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    texts = [f"{i:05d} " + "lorem ipsum dolor sit amet " * 596 for i in range(62)]
+    assert 990_000 < sum(map(len, texts)) <= 1_000_000
+    create(api, namespace, manifest("near-limit", texts, model="voyage-3.5-lite"))
+    done = wait_phase(api, namespace, "near-limit", "Completed", "Failed", timeout=120)
+    assert done["status"]["phase"] == "Completed", done["status"].get("message")
+    assert done["status"]["result"]["count"] == 62
+    assert not any(k.startswith("kopf.") for k in done["metadata"].get("annotations") or {})
+
+
+def test_unchanged_completed_resource_refuses_a_rerun_and_a_spec_change_reruns(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    create(api, namespace, manifest("rerun", ["first input"]))
+    first = wait_phase(api, namespace, "rerun", "Completed")
+    annotate(api, namespace, "rerun", names.RUN_ANNOTATION, "r2")
+
+    def refused() -> dict[str, Any] | None:
+        obj = get(api, namespace, "rerun")
+        return obj if obj["status"].get("lastHandledRunRequest") == "r2" else None
+
+    obj = wait_for(refused, 30, what="the refusal of r2")
+    assert obj["status"]["phase"] == "Completed"
+    assert reason(obj, "RunRequest") == "CompletedAndUnchanged"
+    assert obj["status"]["result"] == first["status"]["result"]
+    assert len(jobs(api, namespace, "rerun")) == 1
+    refusal = [e for e in events(api, namespace, "rerun") if e.reason == "CompletedAndUnchanged"]
+    assert refusal and "cannot run completed jobs" in refusal[0].message
+
+    patch(api, namespace, "rerun", {"spec": {"inputs": ["second input", "third input"]}})
+    pending = wait_phase(api, namespace, "rerun", "Pending")
+    assert "result" not in pending["status"]
+    assert reason(pending) == "SpecChanged"
+    annotate(api, namespace, "rerun", names.RUN_ANNOTATION, "r3")
+    second = wait_phase(api, namespace, "rerun", "Completed")
+    got = np.array(second["status"]["result"]["embeddings"], dtype=np.float32)
+    expected = expected_matrix(["second input", "third input"], "voyage-3.5", 1024)
+    np.testing.assert_array_equal(got, expected)
+    assert second["status"]["observedGeneration"] == 2
+    assert len(jobs(api, namespace, "rerun")) == 2
+
+
+def test_running_resource_refuses_updates_and_deletion_until_cancelled(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    from kubernetes.client import ApiException
+
+    voyage.config.latency = 30.0  # keeps the run Running
+    create(api, namespace, manifest("busy", ["slow input"]))
+    running = wait_phase(api, namespace, "busy", "Running")
+    job = running["status"]["jobName"]
+
+    with pytest.raises(ApiException) as update:
+        patch(api, namespace, "busy", {"spec": {"inputs": ["changed"]}})
+    assert update.value.status == 422
+    assert "spec cannot change while the run is Running" in update.value.body
+
+    with pytest.raises(ApiException) as delete:
+        apis.CustomObjectsApi(api).delete_namespaced_custom_object(G, V, namespace, P, "busy")
+    assert delete.value.status == 403
+    assert "is Running and cannot be deleted" in delete.value.body
+
+    annotate(api, namespace, "busy", names.RUN_ANNOTATION, "r2")  # ignored while Running
+    obj = wait_for(
+        lambda: (
+            (o := get(api, namespace, "busy"))["status"].get("lastHandledRunRequest") == "r2" and o
+        ),
+        30,
+        what="r2 handled",
+    )
+    assert reason(obj, "RunRequest") == "IgnoredWhileRunning"
+    assert obj["status"]["jobName"] == job
+
+    annotate(api, namespace, "busy", names.CANCEL_ANNOTATION, "stop")
+    cancelled = wait_phase(api, namespace, "busy", "Failed")
+    assert reason(cancelled) == "Cancelled"
+    wait_for(lambda: not jobs(api, namespace, "busy"), 30, what="the Job deleted")
+    apis.CustomObjectsApi(api).delete_namespaced_custom_object(G, V, namespace, P, "busy")
+
+
+def _wait_failed(api: Any, ns: str, name: str, timeout: float = 90) -> dict[str, Any]:
+    failed = wait_phase(api, ns, name, "Failed", "Completed", timeout=timeout)
+    assert failed["status"]["phase"] == "Failed"
+    return failed
+
+
+def test_job_out_of_retries_fails_with_the_workers_last_error(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    voyage.config.faults = ("503",)
+    voyage.config.fault_rate = 1.0
+    try:
+        create(api, namespace, manifest("flaky", ["x"], job={"backoffLimit": 1}))
+        failed = _wait_failed(api, namespace, "flaky", timeout=120)
+    finally:
+        voyage.config.faults = ("500", "503", "hang", "drop")
+    assert reason(failed) == "BackoffLimitExceeded"
+    assert "503" in failed["status"]["message"]
+    [job] = jobs(api, namespace, "flaky")
+    assert job.status.failed == 2  # the first pod and one retry
+
+
+def test_run_past_its_deadline_fails(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    voyage.config.latency = 60.0
+    create(api, namespace, manifest("slow", ["x"], job={"activeDeadlineSeconds": 30}))
+    failed = _wait_failed(api, namespace, "slow", timeout=90)
+    assert reason(failed) == "DeadlineExceeded"
+
+
+@pytest.mark.parametrize("secret", [None, {"other-key": "dmFsdWU="}], ids=["missing", "no-key"])
+def test_missing_secret_or_key_fails_the_run(
+    api: Any, namespace: str, voyage: StandIn, secret: dict[str, str] | None
+) -> None:
+    if secret is not None:
+        apis.CoreV1Api(api).create_namespaced_secret(
+            namespace, {"metadata": {"name": "voyage-api-key"}, "data": secret}
+        )
+    create(api, namespace, manifest("nokey", ["x"]))
+    failed = _wait_failed(api, namespace, "nokey", timeout=60)
+    assert reason(failed) == "SecretNotFound"
+    assert "voyage-api-key" in failed["status"]["message"]
+    wait_for(lambda: not jobs(api, namespace, "nokey"), 30, what="the stuck Job deleted")
+
+
+def test_job_deleted_by_someone_else_fails_the_run(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    voyage.config.latency = 30.0
+    create(api, namespace, manifest("orphan", ["x"]))
+    running = wait_phase(api, namespace, "orphan", "Running")
+    apis.BatchV1Api(api).delete_namespaced_job(
+        running["status"]["jobName"], namespace, propagation_policy="Background"
+    )
+    failed = _wait_failed(api, namespace, "orphan", timeout=60)
+    assert reason(failed) == "JobDeleted"
+
+
+def test_worker_killed_without_writing_status_fails_the_run(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    import os
+    import signal
+    import subprocess
+
+    voyage.config.latency = 30.0
+    create(api, namespace, manifest("killed", ["x"], job={"backoffLimit": 0}))
+    running = wait_phase(api, namespace, "killed", "Running")
+    job = running["status"]["jobName"]
+
+    def worker_pid() -> int | None:
+        out = subprocess.run(
+            ["pgrep", "-f", f"[-]-job {job}"], capture_output=True, text=True, check=False
+        )
+        pids = [int(p) for p in out.stdout.split()]
+        return pids[0] if pids else None
+
+    os.kill(wait_for(worker_pid, 30, what="the worker process"), signal.SIGKILL)
+    failed = _wait_failed(api, namespace, "killed", timeout=60)
+    assert reason(failed) == "BackoffLimitExceeded"
+
+
+def test_bad_api_key_fails_at_once_and_the_key_leaks_nowhere(
+    cluster: Any, api: Any, namespace: str, voyage: StandIn, operator: OperatorProcess
+) -> None:
+    wrong = "pa-wrong-key-which-must-stay-secret-42"
+    apis.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {"metadata": {"name": "creds"}, "stringData": {"token": wrong}},
+    )
+    create(
+        api, namespace, manifest("badkey", ["x"], apiKeySecretRef={"name": "creds", "key": "token"})
+    )
+    failed = _wait_failed(api, namespace, "badkey")
+    assert reason(failed) == "VoyageError"
+    assert "401" in failed["status"]["message"] or "API key" in failed["status"]["message"]
+    [job] = wait_for(
+        lambda: [j for j in jobs(api, namespace, "badkey") if j.status.failed],
+        30,
+        what="the Job failed",
+    )
+    assert job.status.failed == 1  # podFailurePolicy: no retry for a permanent error
+    assert voyage.stats.requests == 1
+
+    everything = json.dumps(get(api, namespace, "badkey")) + json.dumps(
+        [e.to_dict() for e in events(api, namespace, "badkey")], default=str
+    )
+    logs = operator.log() + "".join(
+        p.read_text(errors="replace") for p in cluster.pod_log_dir.glob(f"{namespace}_*")
+    )
+    for secret in (wrong, API_KEY):
+        assert secret not in everything
+        assert secret not in logs
+
+
+def test_operator_killed_mid_run_converges_with_one_job_per_request(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn, operator: OperatorProcess
+) -> None:
+    from embedding_operator.controller.objects import job_name
+
+    voyage.config.latency = 3.0
+    try:
+        # killed before it saw the resource: the run starts when it is back
+        operator.kill()
+        created = create(api, namespace, manifest("restart", ["a", "b"]))
+        operator.start()
+        running = wait_phase(api, namespace, "restart", "Running", "Completed")
+        # killed mid-run: the worker finishes on its own, the operator catches up
+        operator.kill()
+        assert running["status"]["jobName"] == job_name("restart", created["metadata"]["uid"], "r1")
+        # a crash between creating a Job and recording it: the next Job already exists
+        obj = get(api, namespace, "restart")
+        operator.start()
+        done = wait_phase(api, namespace, "restart", "Completed", "Failed", timeout=60)
+        assert done["status"]["phase"] == "Completed", done["status"].get("message")
+        assert len(jobs(api, namespace, "restart")) == 1
+        assert obj["status"]["jobName"] == done["status"]["jobName"]
+    finally:
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()

@@ -21,6 +21,7 @@ from embedding_operator.kube import (
     post_event,
     resource_path,
 )
+from embedding_operator.storage.configmaps import delete_previous_runs
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ class Controller:
         if todo.delete_job:
             self.kube.delete(_path("batch/v1", namespace, "jobs", todo.delete_job))
         if todo.delete_results:
-            self._delete_results(namespace, name)
+            delete_previous_runs(self.kube, namespace, name)
         if todo.status:
             body = self.kube.patch(
                 resource_path(namespace, name, "status"),
@@ -98,14 +99,6 @@ class Controller:
         for event in todo.events:
             post_event(self.kube, body, event.type, event.reason, event.message, COMPONENT)
         self.metrics.observe(body)
-
-    def _delete_results(self, namespace: str, name: str) -> None:
-        selector = (
-            f"{names.OWNER_LABEL}={name},{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE},"
-            "app.kubernetes.io/component=result"
-        )
-        for cm in self.kube.list(core_path(namespace, "configmaps"), labelSelector=selector):
-            self.kube.delete(core_path(namespace, "configmaps", cm["metadata"]["name"]))
 
     def _ensure_worker_rbac(self, namespace: str) -> None:
         """The worker's ServiceAccount, Role and RoleBinding, created once per namespace and

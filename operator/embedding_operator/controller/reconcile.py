@@ -86,7 +86,10 @@ def _not_started(pods: list[Obj], now: datetime, timeout: float) -> tuple[str, s
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in _NOT_STARTING:
                 message = waiting.get("message") or waiting["reason"]
-                if waiting["reason"] == "CreateContainerConfigError" and "secret" in message:
+                if (
+                    waiting["reason"] == "CreateContainerConfigError"
+                    and "secret" in message.lower()
+                ):
                     return st.SECRET_NOT_FOUND, message
                 return st.POD_NOT_STARTED, f"{waiting['reason']}: {message}"
         return st.POD_NOT_STARTED, f"the worker pod did not start within {timeout:.0f}s"
