@@ -217,3 +217,22 @@ def test_unsupported_options_fail_before_any_request(
             )
         )
     assert standin.stats.requests == 0
+
+
+def test_batches_respect_the_models_token_cap(standin: StandIn, client: ClientSettings) -> None:
+    # ~500 stand-in tokens each: 1M tokens in all; voyage-3-large takes 120K per request, and the
+    # stand-in refuses any request over it with a 400.
+    inputs = [f"{i} " + "abcd " * 400 for i in range(2000)]
+    sink = ArraySink(ResultLayout("voyage-3-large", len(inputs), 1024))
+    stats = asyncio.run(
+        embed_texts(
+            inputs,
+            model="voyage-3-large",
+            sink=sink,
+            client=client,
+            limits=Limits(10_000, 10**9, 4),
+        )
+    )
+    assert standin.stats.statuses[400] == 0
+    assert stats.batches >= 1_000_000 // 120_000
+    assert np.array_equal(sink.array, expected_matrix(inputs, "voyage-3-large", 1024))

@@ -129,7 +129,7 @@ class ConfigMapSink(OrderedSink):
             self.kube.request("PUT", core_path(self.namespace, "configmaps", name), body)
         self.names.append(name)
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         """Delete the chunks written so far (best effort: ownership removes them eventually)."""
         for name in self.names:
             self.kube.delete(core_path(self.namespace, "configmaps", name))

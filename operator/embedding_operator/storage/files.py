@@ -36,7 +36,7 @@ class _FileSink(OrderedSink):
     def _close(self, total_tokens: int) -> None:
         return
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         self._file.close()
         self._partial.unlink(missing_ok=True)
 

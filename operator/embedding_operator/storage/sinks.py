@@ -8,6 +8,7 @@ turns the whole into a :class:`~embedding_operator.api.types.Result` in ``finish
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,14 +27,32 @@ class ResultTooLargeError(Exception):
 class OrderedSink:
     """Base of every sink: validates in-order writes against the layout.
 
-    Subclasses implement :meth:`_append`, :meth:`_finish` and optionally :meth:`abort`.
+    Subclasses implement :meth:`_append`, :meth:`_finish` and optionally :meth:`_abort`. Calls
+    are serialized by a lock: a cancelled run may call ``abort`` while the thread of its last
+    ``write`` is still running.
     """
 
     def __init__(self, layout: ResultLayout) -> None:
         self.layout = layout
         self.written = 0
+        self._lock = threading.Lock()
 
     def write(self, offset: int, rows: npt.NDArray[Any]) -> None:
+        with self._lock:
+            self._write(offset, rows)
+
+    def finish(self, total_tokens: int) -> Result:
+        with self._lock:
+            if self.written != self.layout.count:
+                raise ValueError(f"{self.written} rows written, {self.layout.count} expected")
+            return self._finish(total_tokens)
+
+    def abort(self) -> None:
+        """Release what a failed run left behind."""
+        with self._lock:
+            self._abort()
+
+    def _write(self, offset: int, rows: npt.NDArray[Any]) -> None:
         if offset != self.written:
             raise ValueError(f"rows written out of order: offset {offset}, expected {self.written}")
         if rows.ndim != 2 or rows.shape[1] != self.layout.row_length:
@@ -43,13 +62,8 @@ class OrderedSink:
         self._append(np.ascontiguousarray(rows, dtype=self.layout.numpy_dtype))
         self.written += rows.shape[0]
 
-    def finish(self, total_tokens: int) -> Result:
-        if self.written != self.layout.count:
-            raise ValueError(f"{self.written} rows written, {self.layout.count} expected")
-        return self._finish(total_tokens)
-
-    def abort(self) -> None:
-        """Release what a failed run left behind (default: nothing)."""
+    def _abort(self) -> None:
+        return
 
     def _append(self, rows: npt.NDArray[Any]) -> None:
         raise NotImplementedError
