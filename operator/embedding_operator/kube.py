@@ -59,8 +59,9 @@ class Kube:
         *,
         query: dict[str, str] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         _, url, headers, data, _ = self._api.param_serialize(
             method=method,
             resource_path=path,
