@@ -298,7 +298,7 @@ class _Run:
             self.limiter.pause_until(time.monotonic() + pause)
         if failure.outcome is not Outcome.FATAL:
             log.warning(
-                "%s (attempt %d of at most %d); will retry",
+                "%s (attempt %d of at most %d)",
                 self._describe(batch, failure),
                 attempt,
                 self.client.retry.max_attempts,
@@ -314,6 +314,9 @@ class _Run:
     def _give_up(
         self, batch: Batch, failure: Failure, attempts: int, elapsed: float
     ) -> EmbeddingError:
+        if failure.outcome is Outcome.FATAL and failure.status is None:
+            # Not an answer from Voyage (e.g. a bug or a local error): say so, plainly.
+            return EmbeddingError(f"embedding failed for {self._describe(batch, failure)}")
         if failure.outcome is Outcome.FATAL:
             note = (
                 f" (indexes in Voyage's message count from input {batch.start})"
