@@ -30,7 +30,7 @@ crds: venv
 	$(VENV)/bin/embedding-operator crd > crds/embedding-operator.dev_deploymentembeddings.yaml
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 
-test: venv lint typecheck
+test: venv lint typecheck cluster-bin
 	$(VENV)/bin/pytest
 
 unit: venv

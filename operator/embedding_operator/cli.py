@@ -39,6 +39,7 @@ def _worker(args: argparse.Namespace) -> int:
     from embedding_operator.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("voyage").setLevel(logging.WARNING)  # the client logs every response
     return run_worker(args.namespace, args.name, args.job)
 
 

@@ -53,11 +53,16 @@ def operator(
     api = cluster.api_client()
     apply_manifests(api)
     api.close()
+    from tests.cluster.harness import free_port
+
     proc = OperatorProcess(
         cluster.kubeconfig,
         cluster.log_dir / "operator.log",
         {**OPERATOR_ENV, "VOYAGE_BASE_URL": standin.base_url},
+        metrics_port=free_port(),
+        liveness_port=free_port(),
     ).start()
+    proc.wait_ready()
     try:
         yield proc
     finally:

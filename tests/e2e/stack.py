@@ -43,7 +43,9 @@ def wait_established(api_client: Any, timeout: float = 30) -> None:
     ext: Any = client.ApiextensionsV1Api(api_client)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        crd = ext.read_custom_resource_definition(yaml.safe_load(CRD_PATH.read_text())["metadata"]["name"])
+        crd = ext.read_custom_resource_definition(
+            yaml.safe_load(CRD_PATH.read_text())["metadata"]["name"]
+        )
         if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
             return
         time.sleep(0.2)
@@ -53,10 +55,19 @@ def wait_established(api_client: Any, timeout: float = 30) -> None:
 class OperatorProcess:
     """``embedding-operator run`` against the test cluster, logging to a file."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        env: dict[str, str],
+        metrics_port: int = 0,
+        liveness_port: int = 0,
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.env = env
+        self.metrics_port = metrics_port
+        self.liveness_port = liveness_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -64,12 +75,35 @@ class OperatorProcess:
         env.pop("VOYAGE_API_KEY", None)  # the operator never needs the key
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / "embedding-operator"), "run", "--liveness-port", "0", "--metrics-port",
-             env.get("TEST_METRICS_PORT", "0")],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                str(BIN / "embedding-operator"),
+                "run",
+                f"--liveness-port={self.liveness_port}",
+                f"--metrics-port={self.metrics_port}",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Until kopf's liveness endpoint answers: startup and login are done."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"the operator exited: {self.log()[-2000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise TimeoutError(f"the operator did not become ready: {self.log()[-2000:]}")
 
     def kill(self) -> None:
         """SIGKILL, as a node failure would: no cleanup runs."""

@@ -110,6 +110,45 @@ def test_small_run_completes_with_the_standins_vectors_inline(
     assert not done["metadata"].get("finalizers")
 
 
+def _scrape(port: int, path: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_operator_serves_liveness_and_run_metrics(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn, operator: OperatorProcess
+) -> None:
+    # kopf answers 200 with the JSON of its probes; urlopen raises on anything else
+    assert isinstance(json.loads(_scrape(operator.liveness_port, "/healthz")), dict)
+    before = _scrape(operator.metrics_port, "/metrics")
+    runs = _sample(before, "embedding_operator_runs_total", outcome="Completed")
+    requests = _sample(before, "embedding_operator_voyage_requests_total", model="voyage-3.5")
+    create(api, namespace, manifest("measured", ["one", "two", "three"]))
+    wait_phase(api, namespace, "measured", "Completed")
+
+    def counted() -> str | None:
+        text = _scrape(operator.metrics_port, "/metrics")
+        done = _sample(text, "embedding_operator_runs_total", outcome="Completed") > runs
+        return text if done else None
+
+    after = wait_for(counted, 30, what="the run counted")
+    assert _sample(after, "embedding_operator_voyage_requests_total", model="voyage-3.5") > requests
+    assert _sample(after, "embedding_operator_tokens_total", model="voyage-3.5") > 0
+    assert _sample(after, "embedding_operator_run_duration_seconds_count") >= 1
+
+
 def test_large_run_is_reassembled_from_owned_chunks(
     api: Any, namespace: str, api_key_secret: str, voyage: StandIn
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,27 @@ def test_dockerfile_passes_hadolint() -> None:
         [str(hadolint), "--no-color", str(dockerfile)], capture_output=True, text=True, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_integer_dtypes_serialize_as_integers() -> None:
+    from embedding_operator.api.types import Result
+
+    result = Result(
+        model="voyage-4",
+        total_tokens=2,
+        count=1,
+        dimensions=2,
+        dtype="int8",
+        embeddings=[[12.0, -3.0]],
+    )
+    assert result.to_dict()["embeddings"] == [[12, -3]]
+    assert json.dumps(result.to_dict()["embeddings"]) == "[[12, -3]]"
+    floats = Result(
+        model="voyage-4",
+        total_tokens=2,
+        count=1,
+        dimensions=2,
+        dtype="float",
+        embeddings=[[0.5, -0.25]],
+    )
+    assert floats.to_dict()["embeddings"] == [[0.5, -0.25]]

@@ -12,7 +12,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_serializer,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from embedding_operator.api import names
@@ -246,6 +253,13 @@ class Result(_Model):
     storage: ChunkedStorage | None = Field(
         default=None, description="Where the vectors are stored when too large for the status."
     )
+
+    @field_serializer("embeddings")
+    def _integers_stay_integers(self, rows: list[list[float]] | None) -> list[list[Any]] | None:
+        """int8/uint8/binary vectors serialize as integers, as Voyage returns them (not 12.0)."""
+        if rows is None or self.dtype == "float":
+            return rows
+        return [[int(x) for x in row] for row in rows]
 
 
 class RunStats(_Model):

@@ -144,7 +144,8 @@ def worker_rules() -> list[Obj]:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "verbs": ["create", "get", "list", "delete"],
+            # update: a retried pod replaces the chunks its predecessor wrote
+            "verbs": ["create", "get", "update", "delete"],
         },
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]
