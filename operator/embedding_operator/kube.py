@@ -121,6 +121,21 @@ class Kube:
         return True
 
 
+def owner_reference(body: Obj, *, block_owner_deletion: bool = False) -> Obj:
+    """An ownerReference to the DeploymentEmbedding ``body``: what it owns is garbage-collected
+    with it. Blocking foreground deletion needs update rights on the owner's finalizers, so only
+    the operator, which has them, asks for it."""
+    meta = body["metadata"]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
+
+
 def resource_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
     path = f"/apis/{names.GROUP}/{names.VERSION}/namespaces/{quote(namespace)}/{names.PLURAL}"
     if name:

@@ -167,7 +167,7 @@ def test_abort_deletes_written_chunks() -> None:
         namespace="ns",
         resource_name="big",
         run_id="run-1",
-        owner=OWNER,
+        owner=RESOURCE,
         layout=ResultLayout("voyage-3.5", 50, 1024),
         settings=StorageSettings(chunk_bytes=64 * 1024),
     )
@@ -184,7 +184,7 @@ def test_a_result_too_large_for_any_store_fails_before_the_run() -> None:
             namespace="ns",
             resource_name="big",
             run_id="r",
-            owner=OWNER,
+            owner=RESOURCE,
             layout=ResultLayout("voyage-3.5", 10_000, 2048),
             settings=StorageSettings(max_result_bytes=10 * 1024 * 1024),
         )

@@ -9,6 +9,7 @@ from typing import Any, Final
 from embedding_operator.api import names
 from embedding_operator.api.types import DeploymentEmbeddingSpec, JobOptions
 from embedding_operator.controller.settings import Settings
+from embedding_operator.kube import owner_reference
 
 Obj = dict[str, Any]
 
@@ -28,17 +29,6 @@ def labels(name: str, component: str) -> dict[str, str]:
         names.OWNER_LABEL: name,
         "app.kubernetes.io/name": "embedding-operator",
         "app.kubernetes.io/component": component,
-    }
-
-
-def owner_reference(body: Obj) -> Obj:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.KIND,
-        "name": body["metadata"]["name"],
-        "uid": body["metadata"]["uid"],
-        "controller": True,
-        "blockOwnerDeletion": True,
     }
 
 
@@ -91,7 +81,7 @@ def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:
             "namespace": namespace,
             "labels": pod_labels,
             "annotations": {names.RUN_ANNOTATION: run_request},
-            "ownerReferences": [owner_reference(body)],
+            "ownerReferences": [owner_reference(body, block_owner_deletion=True)],
         },
         "spec": {
             "backoffLimit": options.backoff_limit,

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from embedding_operator.api import names
 from embedding_operator.api.types import ChunkedStorage, Result
-from embedding_operator.kube import Kube, core_path
+from embedding_operator.kube import Kube, core_path, owner_reference
 from embedding_operator.storage.chunks import Chunker, chunk_name, reassemble, run_key
 from embedding_operator.storage.layout import ResultLayout
 from embedding_operator.storage.settings import StorageSettings
@@ -35,22 +35,6 @@ DATA_KEY = "chunk"
 RUN_LABEL = f"{names.GROUP}/result-run"
 """Label with the run key, to find and delete the chunks of earlier runs."""
 CHUNK_ANNOTATION = f"{names.GROUP}/chunk"
-
-
-def owner_reference(resource: Mapping[str, Any]) -> dict[str, Any]:
-    """The ownerReference to a DeploymentEmbedding object (a dict as the API returns it); an
-    ownerReference passed in is returned as is."""
-    if "metadata" not in resource:
-        return dict(resource)
-    meta = resource["metadata"]
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": names.KIND,
-        "name": meta["name"],
-        "uid": meta["uid"],
-        "controller": True,
-        "blockOwnerDeletion": False,
-    }
 
 
 def labels(resource_name: str, run_id: str) -> dict[str, str]:
@@ -91,7 +75,7 @@ class ConfigMapSink(OrderedSink):
         self.namespace = namespace
         self.resource_name = resource_name
         self.run_id = run_id
-        self.owner = owner_reference(owner)
+        self.owner = owner_reference(dict(owner))
         self.names: list[str] = []
         self._chunker = Chunker(self.settings.chunk_bytes)
 
