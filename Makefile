@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv test lint typecheck unit crds check-crds demo cluster-bin cluster-up cluster-down bench clean
+.PHONY: help venv test lint typecheck unit crds demo cluster-bin cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
@@ -49,6 +49,9 @@ cluster-up: venv cluster-bin
 
 cluster-down: venv
 	$(PY) -m tests.cluster down
+
+bench: venv
+	$(PY) -m benchmarks.throughput
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
