@@ -371,7 +371,7 @@ def test_bad_api_key_fails_at_once_and_the_key_leaks_nowhere(
 def test_operator_killed_mid_run_converges_with_one_job_per_request(
     api: Any, namespace: str, api_key_secret: str, voyage: StandIn, operator: OperatorProcess
 ) -> None:
-    from embedding_operator.controller.objects import job_name
+    from embedding_operator.api.names import job_name
 
     voyage.config.latency = 3.0
     try:
@@ -379,17 +379,47 @@ def test_operator_killed_mid_run_converges_with_one_job_per_request(
         operator.kill()
         created = create(api, namespace, manifest("restart", ["a", "b"]))
         operator.start()
-        running = wait_phase(api, namespace, "restart", "Running", "Completed")
+        running = wait_phase(api, namespace, "restart", "Running")
+        assert running["status"]["jobName"] == job_name("restart", created["metadata"]["uid"], "r1")
         # killed mid-run: the worker finishes on its own, the operator catches up
         operator.kill()
-        assert running["status"]["jobName"] == job_name("restart", created["metadata"]["uid"], "r1")
-        # a crash between creating a Job and recording it: the next Job already exists
-        obj = get(api, namespace, "restart")
         operator.start()
         done = wait_phase(api, namespace, "restart", "Completed", "Failed", timeout=60)
         assert done["status"]["phase"] == "Completed", done["status"].get("message")
-        assert len(jobs(api, namespace, "restart")) == 1
-        assert obj["status"]["jobName"] == done["status"]["jobName"]
+        assert [j.metadata.name for j in jobs(api, namespace, "restart")] == [
+            running["status"]["jobName"]
+        ]
     finally:
         if operator.proc is None or operator.proc.poll() is not None:
             operator.start()
+
+
+def test_job_created_but_not_recorded_is_adopted_not_duplicated(
+    api: Any, namespace: str, api_key_secret: str, voyage: StandIn, operator: OperatorProcess
+) -> None:
+    """The operator crashed after creating a run's Job and before recording it in the status."""
+    from kubernetes import utils
+
+    from embedding_operator.controller.objects import build_job, build_worker_rbac
+    from embedding_operator.controller.settings import Settings
+
+    settings = Settings.from_env(operator.env)
+    operator.kill()
+    try:
+        created = create(api, namespace, manifest("adopt", ["a", "b", "c"]))
+        for obj in [*build_worker_rbac(namespace, settings), build_job(created, "r1", settings)]:
+            utils.create_from_dict(api, obj, namespace=namespace)
+        # the worker starts and waits for its run to be recorded; the operator comes back
+        operator.start()
+        done = wait_phase(api, namespace, "adopt", "Completed", "Failed", timeout=60)
+    finally:
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()
+    assert done["status"]["phase"] == "Completed", done["status"].get("message")
+    [job] = wait_for(
+        lambda: [j for j in jobs(api, namespace, "adopt") if j.status.succeeded],
+        30,
+        what="the adopted Job succeeded",
+    )
+    assert job.metadata.name == done["status"]["jobName"]
+    assert len(jobs(api, namespace, "adopt")) == 1

@@ -10,7 +10,8 @@ import pytest
 
 from embedding_operator.api import names
 from embedding_operator.api import status as st
-from embedding_operator.controller.objects import build_job, build_worker_rbac, job_name
+from embedding_operator.api.names import job_name
+from embedding_operator.controller.objects import build_job, build_worker_rbac
 from embedding_operator.controller.reconcile import plan
 from embedding_operator.controller.settings import Settings
 

@@ -1,5 +1,6 @@
 """Fixed names of the API (see DESIGN.md): tests, docs and manifests depend on them."""
 
+import hashlib
 from typing import Final
 
 GROUP: Final = "embedding-operator.dev"
@@ -27,3 +28,11 @@ DEFAULT_API_KEY_SECRET_KEY: Final = "api-key"
 
 MAX_NAME_LENGTH: Final = 63
 NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def job_name(name: str, uid: str, run_request: str) -> str:
+    """The Job of one run request: deterministic, so a restarted operator finds the Job it created
+    instead of making a second, and a worker can tell that its run is the current request. At
+    most 63 characters, since it becomes a pod label value."""
+    digest = hashlib.sha256(f"{uid}/{run_request}".encode()).hexdigest()[:10]
+    return f"{name[: MAX_NAME_LENGTH - 11].rstrip('-')}-{digest}"

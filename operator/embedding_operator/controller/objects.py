@@ -3,10 +3,10 @@ cluster): the worker Job and the worker's ServiceAccount, Role and RoleBinding."
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Final
 
 from embedding_operator.api import names
+from embedding_operator.api.names import job_name
 from embedding_operator.api.types import DeploymentEmbeddingSpec, JobOptions
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import owner_reference
@@ -30,13 +30,6 @@ def labels(name: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/name": "embedding-operator",
         "app.kubernetes.io/component": component,
     }
-
-
-def job_name(name: str, uid: str, run_request: str) -> str:
-    """Deterministic per (resource, run request): a restarted operator finds the Job it created
-    instead of making a second. At most 63 characters, since it becomes a pod label value."""
-    digest = hashlib.sha256(f"{uid}/{run_request}".encode()).hexdigest()[:10]
-    return f"{name[: 63 - 11].rstrip('-')}-{digest}"
 
 
 def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:

@@ -44,20 +44,26 @@ PERMANENT = 3
 TRANSIENT = 1
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress messages in the status (each is an API write)."""
+RECORD_TIMEOUT = 300.0
+"""How long a pod waits for the operator to record its run (see StatusWriter.await_current)."""
 
 
 def run_worker(namespace: str, name: str, job: str) -> int:
     kube = Kube.from_environment()
     writer = StatusWriter(kube, namespace, name, job)
     try:
-        return _run(kube, writer, job)
+        body = writer.await_current(RECORD_TIMEOUT)
+        return _run(kube, writer, job, body)
     except Superseded as e:
         log.info("nothing to do: %s", e)
         return 0
+    except TimeoutError as e:
+        log.error("%s", e)
+        print(e, file=sys.stderr)
+        return TRANSIENT
 
 
-def _run(kube: Kube, writer: StatusWriter, job: str) -> int:
-    body = writer.load()
+def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> int:
     spec = DeploymentEmbeddingSpec.model_validate(body["spec"])
     try:
         client = ClientSettings.from_env()

@@ -5,8 +5,10 @@ this worker's Job and the phase is Running (a cancelled or superseded run stops 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from embedding_operator.api import names
 from embedding_operator.api import status as st
 from embedding_operator.kube import Kube, KubeError, post_event, resource_path
 
@@ -37,6 +39,33 @@ class StatusWriter:
                 f"({status.get('phase')}), not {self.job!r}"
             )
         return body
+
+    def await_current(self, timeout: float, interval: float = 1.0) -> dict[str, Any]:
+        """The resource, once the operator has recorded this worker's run.
+
+        The operator creates the Job first and records it in the status second, so a pod can
+        start before the record, or long before it when the operator crashed in between. While
+        the run annotation still asks for this Job's run, wait for the record instead of giving
+        up; past ``timeout``, raise TimeoutError (the Job may retry).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.load()
+            except Superseded:
+                body = self.kube.get(self.path)
+                if body is None or not self._requested(body):
+                    raise
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the operator has not recorded run {self.job} after {timeout:.0f}s"
+                    ) from None
+                time.sleep(interval)
+
+    def _requested(self, body: dict[str, Any]) -> bool:
+        meta = body["metadata"]
+        request = (meta.get("annotations") or {}).get(names.RUN_ANNOTATION)
+        return request is not None and names.job_name(meta["name"], meta["uid"], request) == self.job
 
     def write(self, patch: dict[str, Any], phase: str | None = None, reason: str = "") -> None:
         """Merge ``patch`` into the status; with ``phase``, also move the Succeeded condition."""
