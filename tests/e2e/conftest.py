@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import ClusterHandle
 from tests.e2e import apis
-from tests.e2e.stack import OperatorProcess, apply_manifests
+from tests.e2e.stack import OperatorProcess, apply_manifests, install_chart_rbac
 from tests.voyage_standin import StandIn, StandInConfig
 
 API_KEY = "pa-e2e-secret-key-0123456789"
@@ -50,13 +50,17 @@ def voyage(standin: StandIn) -> Iterator[StandIn]:
 def operator(
     cluster: ClusterHandle, crd: dict[str, Any], standin: StandIn
 ) -> Iterator[OperatorProcess]:
+    from tests.cluster.harness import free_port
+    from tests.tools.fetch import ensure_tools
+
     api = cluster.api_client()
     apply_manifests(api)
+    kubeconfig = install_chart_rbac(
+        api, ensure_tools()["helm"], cluster.kubeconfig, cluster.log_dir / "operator.kubeconfig"
+    )
     api.close()
-    from tests.cluster.harness import free_port
-
     proc = OperatorProcess(
-        cluster.kubeconfig,
+        kubeconfig,
         cluster.log_dir / "operator.log",
         {**OPERATOR_ENV, "VOYAGE_BASE_URL": standin.base_url},
         metrics_port=free_port(),

@@ -52,6 +52,61 @@ def wait_established(api_client: Any, timeout: float = 30) -> None:
     raise TimeoutError("the CRD did not become Established")
 
 
+CHART = Path(__file__).resolve().parents[2] / "charts" / "embedding-operator"
+OPERATOR_NAMESPACE = "embedding-operator-system"
+
+
+def install_chart_rbac(api_client: Any, helm: Path, kubeconfig: Path, out: Path) -> Path:
+    """Create the chart's ServiceAccount, ClusterRole and ClusterRoleBinding (rendered by helm)
+    and write a kubeconfig that authenticates as that ServiceAccount: the operator then runs
+    with exactly the rights the chart gives it."""
+    from kubernetes import client, utils
+
+    rendered = subprocess.run(
+        [
+            str(helm),
+            "template",
+            "e2e",
+            str(CHART),
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--set",
+            "crds.install=false",
+            "--set",
+            "admissionPolicy.install=false",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    core: Any = client.CoreV1Api(api_client)
+    try:
+        core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE}})
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    account = ""
+    for doc in yaml.safe_load_all(rendered):
+        if doc and doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+            try:
+                utils.create_from_dict(api_client, doc, namespace=OPERATOR_NAMESPACE)
+            except utils.FailToCreateError as e:
+                if not all(getattr(x, "status", None) == 409 for x in e.api_exceptions):
+                    raise
+            if doc["kind"] == "ServiceAccount":
+                account = doc["metadata"]["name"]
+    token = core.create_namespaced_service_account_token(
+        account, OPERATOR_NAMESPACE, {"spec": {"expirationSeconds": 86_400}}
+    ).status.token
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    for context in config["contexts"]:
+        context["context"]["user"] = account
+    out.write_text(yaml.safe_dump(config))
+    out.chmod(0o600)
+    return out
+
+
 class OperatorProcess:
     """``embedding-operator run`` against the test cluster, logging to a file."""
 
