@@ -1,0 +1,92 @@
+"""``helm install`` on the real control plane: the chart's Deployment runs the operator as a pod
+(the process kubelet runs the project's image as a local process, with the chart's
+ServiceAccount token), and that operator carries a run to Completed."""
+
+from __future__ import annotations
+
+import subprocess
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.cluster.harness import free_port
+from tests.conftest import ClusterHandle, wait_for
+from tests.e2e import apis
+from tests.e2e.stack import CHART, OperatorProcess
+from tests.e2e.test_operator import create, manifest, wait_phase
+from tests.tools.fetch import ensure_tools
+from tests.voyage_standin import StandIn
+
+pytestmark = pytest.mark.cluster
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_helm_install_runs_the_operator_as_a_deployment(
+    cluster: ClusterHandle,
+    api: Any,
+    namespace: str,
+    api_key_secret: str,
+    voyage: StandIn,
+    operator: OperatorProcess,
+) -> None:
+    helm = [str(ensure_tools()["helm"]), "--kubeconfig", str(cluster.kubeconfig)]
+    release_ns = f"helm-{uuid.uuid4().hex[:6]}"
+    liveness = free_port()
+    operator.stop()  # one operator at a time
+    try:
+        subprocess.run(
+            [
+                *helm,
+                "install",
+                "helmtest",
+                str(CHART),
+                "--namespace",
+                release_ns,
+                "--create-namespace",
+                "--set",
+                "crds.install=false",
+                "--set",
+                "admissionPolicy.install=false",
+                "--set",
+                f"voyage.baseURL={voyage.base_url}",
+                "--set",
+                f"livenessPort={liveness}",
+                "--set",
+                f"metrics.port={free_port()}",
+                "--set",
+                "operator.resyncSeconds=2",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        wait_for(lambda: _healthy(liveness), 60, what="the chart's operator pod healthy")
+        [pod] = apis.CoreV1Api(api).list_namespaced_pod(release_ns).items
+        assert pod.spec.service_account_name == "helmtest-embedding-operator"
+        assert pod.status.phase == "Running"
+
+        create(api, namespace, manifest("via-helm", ["installed with helm"]))
+        done = wait_phase(api, namespace, "via-helm", "Completed", "Failed", timeout=90)
+        assert done["status"]["phase"] == "Completed", done["status"].get("message")
+        [job] = apis.BatchV1Api(api).list_namespaced_job(namespace).items
+        image = job.spec.template.spec.containers[0].image
+        assert image == "ghcr.io/embedding-operator/embedding-operator:0.1.0"
+    finally:
+        subprocess.run(
+            [*helm, "uninstall", "helmtest", "--namespace", release_ns, "--wait"],
+            check=False,
+            capture_output=True,
+        )
+        apis.CoreV1Api(api).delete_namespace(release_ns)
+        operator.start()
+        operator.wait_ready()
+    wait_for(lambda: not _healthy(liveness), 60, what="the chart's operator pod stopped")
