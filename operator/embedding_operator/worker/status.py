@@ -65,7 +65,9 @@ class StatusWriter:
     def _requested(self, body: dict[str, Any]) -> bool:
         meta = body["metadata"]
         request = (meta.get("annotations") or {}).get(names.RUN_ANNOTATION)
-        return request is not None and names.job_name(meta["name"], meta["uid"], request) == self.job
+        if request is None:
+            return False
+        return names.job_name(meta["name"], meta["uid"], request) == self.job
 
     def write(self, patch: dict[str, Any], phase: str | None = None, reason: str = "") -> None:
         """Merge ``patch`` into the status; with ``phase``, also move the Succeeded condition."""
