@@ -154,8 +154,14 @@ def test_large_run_is_reassembled_from_owned_chunks(
 ) -> None:
     from embedding_operator.api.types import Result
     from embedding_operator.kube import Kube
-    from embedding_operator.storage.configmaps import load_result
+    from embedding_operator.storage.configmaps import labels, load_result
 
+    # a chunk left by an earlier run that crashed: swept once this run's result is recorded
+    stale = {
+        "metadata": {"name": "large-result-stale", "labels": labels("large", "old-run")},
+        "binaryData": {"chunk": "AAAA"},
+    }
+    apis.CoreV1Api(api).create_namespaced_config_map(namespace, stale)
     texts = [f"document {i} about topic {i % 17}" for i in range(1500)]
     create(api, namespace, manifest("large", texts, outputDimension=512))
     done = wait_phase(api, namespace, "large", "Completed", "Failed", timeout=120)
@@ -168,6 +174,12 @@ def test_large_run_is_reassembled_from_owned_chunks(
     assert owned.metadata.owner_references[0].uid == done["metadata"]["uid"]
     vectors = load_result(Kube(api), namespace, result)  # verifies the sha256 digest
     np.testing.assert_array_equal(vectors, expected_matrix(texts, "voyage-3.5", 512))
+    remaining = {
+        cm.metadata.name
+        for cm in apis.CoreV1Api(api).list_namespaced_config_map(namespace).items
+        if cm.metadata.name.startswith("large-result")
+    }
+    assert remaining == set(result.storage.names)
 
 
 def test_spec_near_the_size_limit_runs(

@@ -127,8 +127,9 @@ def worker_rules() -> list[Obj]:
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            # update: a retried pod replaces the chunks its predecessor wrote
-            "verbs": ["create", "get", "update", "delete"],
+            # update: a retried pod replaces the chunks its predecessor wrote;
+            # deletecollection: a finished run sweeps the chunks of earlier runs
+            "verbs": ["create", "get", "update", "delete", "deletecollection"],
         },
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]

@@ -91,7 +91,9 @@ def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> in
         return TRANSIENT
     except EmbeddingError as e:
         return _fail(writer, st.VOYAGE_ERROR, scrub(str(e), [client.api_key]))
-    return _complete(writer, stats)
+    code = _complete(writer, stats)
+    _sweep_earlier_chunks(kube, body, job)
+    return code
 
 
 def _chunked(
@@ -152,6 +154,18 @@ def _complete(writer: StatusWriter, stats: RunStats) -> int:
     writer.event("Normal", st.COMPLETED, message)
     log.info("%s", message)
     return 0
+
+
+def _sweep_earlier_chunks(kube: Kube, body: dict[str, Any], job: str) -> None:
+    """Result chunks of earlier runs (a crashed pod's, a failed run's) are no longer referenced
+    once this run's result is recorded; the current run's are kept."""
+    from embedding_operator.storage.configmaps import delete_previous_runs
+
+    meta = body["metadata"]
+    try:
+        delete_previous_runs(kube, meta["namespace"], meta["name"], keep_run_id=job)
+    except Exception as e:  # tidying up; the run itself is done
+        log.warning("earlier result chunks not removed: %s", e)
 
 
 def _fail(writer: StatusWriter, reason: str, message: str) -> int:
