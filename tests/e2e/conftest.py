@@ -1,5 +1,6 @@
 """Fixtures for the operator's end-to-end tests: the Voyage stand-in, the admission policy, and
-the operator itself as a subprocess (one per session, watching every namespace)."""
+the operator itself as a subprocess (one per test module that asks for it, watching every
+namespace; modules that test the bare control plane run without it)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def voyage(standin: StandIn) -> Iterator[StandIn]:
     standin.config.latency = 0.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def operator(
     cluster: ClusterHandle, crd: dict[str, Any], standin: StandIn
 ) -> Iterator[OperatorProcess]:
