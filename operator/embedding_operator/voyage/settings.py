@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from embedding_operator.api.catalog import ModelInfo
 from embedding_operator.api.types import RateLimits
@@ -94,27 +95,28 @@ class ClientSettings:
         )
 
 
-def _env_int(env: Mapping[str, str], name: str) -> int | None:
+N = TypeVar("N", int, float)
+
+
+def _env_number(env: Mapping[str, str], name: str, kind: type[N]) -> N | None:
+    """A positive number from the environment; None when unset; a ValueError naming the
+    variable when it is not one."""
     value = env.get(name, "").strip()
     if not value:
         return None
+    what = "integer" if kind is int else "number"
     try:
-        number = int(value)
+        number = kind(value)
     except ValueError:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        raise ValueError(f"{name} must be a positive {what}, not {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be a positive {what}, not {value!r}")
     return number
+
+
+def _env_int(env: Mapping[str, str], name: str) -> int | None:
+    return _env_number(env, name, int)
 
 
 def _env_float(env: Mapping[str, str], name: str) -> float | None:
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive number, not {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be a positive number, not {value!r}")
-    return number
+    return _env_number(env, name, float)
