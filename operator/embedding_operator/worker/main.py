@@ -16,7 +16,7 @@ import asyncio
 import logging
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedding_operator.api import status as st
 from embedding_operator.api.types import DeploymentEmbeddingSpec
@@ -37,6 +37,9 @@ from embedding_operator.voyage import (
     scrub,
 )
 from embedding_operator.worker.status import StatusWriter, Superseded
+
+if TYPE_CHECKING:
+    from embedding_operator.storage.configmaps import ConfigMapSink
 
 log = logging.getLogger("embedding_operator.worker")
 
@@ -98,7 +101,7 @@ def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> in
 
 def _chunked(
     kube: Kube, body: dict[str, Any], job: str, layout: ResultLayout, settings: StorageSettings
-) -> Any:
+) -> ConfigMapSink:
     from embedding_operator.storage.configmaps import ConfigMapSink
 
     meta = body["metadata"]
