@@ -44,6 +44,13 @@ def test_chart_files_are_the_generated_crds() -> None:
         assert copy.read_text() == path.read_text(), f"{copy} drifted: run `make crds`"
 
 
+def test_chart_requires_the_apis_minimum_kubernetes() -> None:
+    from embedding_operator.api.crd import MINIMUM_KUBERNETES
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == f">={MINIMUM_KUBERNETES}.0-0"
+
+
 def test_chart_lints(helm: Path) -> None:
     out = subprocess.run(
         [str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False

@@ -111,16 +111,22 @@ OWNER = {
 }
 
 
-def _write(kube: FakeKube, array: np.ndarray, layout: ResultLayout, step: int = 37) -> Any:
-    sink = ConfigMapSink(
+def _sink(
+    kube: FakeKube, layout: ResultLayout, settings: StorageSettings | None = None
+) -> ConfigMapSink:
+    return ConfigMapSink(
         kube,  # type: ignore[arg-type]
         namespace="ns",
         resource_name="big",
         run_id="run-1",
         owner=RESOURCE,
         layout=layout,
-        settings=StorageSettings(chunk_bytes=64 * 1024),
+        settings=settings or StorageSettings(chunk_bytes=64 * 1024),
     )
+
+
+def _write(kube: FakeKube, array: np.ndarray, layout: ResultLayout, step: int = 37) -> Any:
+    sink = _sink(kube, layout)
     for start in range(0, layout.count, step):
         sink.write(start, array[start : start + step])
     return sink, sink.finish(total_tokens=1234)
@@ -162,15 +168,7 @@ def test_a_retried_pod_replaces_its_own_chunks() -> None:
 def test_abort_deletes_written_chunks() -> None:
     array = expected_matrix([f"x{i}" for i in range(50)], "voyage-3.5", 1024)
     kube = FakeKube()
-    sink = ConfigMapSink(
-        kube,  # type: ignore[arg-type]
-        namespace="ns",
-        resource_name="big",
-        run_id="run-1",
-        owner=RESOURCE,
-        layout=ResultLayout("voyage-3.5", 50, 1024),
-        settings=StorageSettings(chunk_bytes=64 * 1024),
-    )
+    sink = _sink(kube, ResultLayout("voyage-3.5", 50, 1024))
     sink.write(0, array[:40])
     assert kube.objects
     sink.abort()
@@ -179,12 +177,8 @@ def test_abort_deletes_written_chunks() -> None:
 
 def test_a_result_too_large_for_any_store_fails_before_the_run() -> None:
     with pytest.raises(ResultTooLargeError, match="over the limit"):
-        ConfigMapSink(
-            FakeKube(),  # type: ignore[arg-type]
-            namespace="ns",
-            resource_name="big",
-            run_id="r",
-            owner=RESOURCE,
-            layout=ResultLayout("voyage-3.5", 10_000, 2048),
-            settings=StorageSettings(max_result_bytes=10 * 1024 * 1024),
+        _sink(
+            FakeKube(),
+            ResultLayout("voyage-3.5", 10_000, 2048),
+            StorageSettings(max_result_bytes=10 * 1024 * 1024),
         )

@@ -47,7 +47,12 @@ class Controller:
         self._rbac_ready: set[str] = set()
 
     def reconcile(self, namespace: str, name: str) -> None:
-        """Converge one resource. A conflict (someone wrote it meanwhile) means: look again."""
+        """Converge one resource. A conflict (someone wrote it meanwhile) means: look again.
+
+        It reads the resource afresh rather than trusting the event's body: a queued event may be
+        stale, and a Job is created before the guarded status write, so a stale plan could start
+        a run that was already cancelled.
+        """
         for _ in range(5):
             body = self.kube.get(resource_path(namespace, name))
             if body is None:

@@ -97,10 +97,6 @@ class RateLimiter:
         self._paused_until = now
         self._lock = asyncio.Lock()
 
-    def max_request_tokens(self) -> int:
-        """The most tokens one request may carry and still be admitted some day."""
-        return self.tpm
-
     def _expire(self, now: float) -> None:
         while self._log and self._log[0][0] <= now - self.window:
             self._logged_tokens -= self._log.popleft()[1]
