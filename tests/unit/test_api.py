@@ -74,10 +74,6 @@ def test_examples_are_accepted(obj: dict[str, object]) -> None:
     assert refusals(obj) == []
 
 
-def test_there_are_at_least_25_invalid_cases() -> None:
-    assert len(INVALID) >= 25
-
-
 @pytest.mark.parametrize("case", INVALID, ids=lambda c: c.id)
 def test_invalid_object_is_refused_by_the_models(case: Case) -> None:
     with pytest.raises(ValidationError) as refused:

@@ -94,6 +94,7 @@ def test_job_name_is_deterministic_short_and_per_request() -> None:
 
 def test_job_is_owned_labelled_restricted_and_carries_no_inputs_or_key() -> None:
     body = resource(run="r1")
+    body["spec"]["inputs"] = ["alpha-text", "beta-text"]
     j = build_job(body, "r1", SETTINGS)
     assert j["metadata"]["ownerReferences"][0] == {
         "apiVersion": names.API_VERSION,

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from embedding_operator.voyage import limiter as limiter_module
 from embedding_operator.voyage.limiter import AdaptiveConcurrency, RateLimiter
 
 
@@ -102,16 +103,27 @@ def test_a_request_larger_than_the_bucket_is_admitted_and_paid_back() -> None:
     assert limiter.delay(1_000, clock.now) == pytest.approx(30.3, rel=0.02)
 
 
-def test_acquire_waits_on_the_real_loop() -> None:
-    async def scenario() -> float:
-        limiter = RateLimiter(rpm=60, tpm=10**9, window=1.0)  # 60 per second
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for _ in range(5):
-            await limiter.acquire(1)
-        return loop.time() - start
+def test_acquire_sleeps_exactly_the_delay_and_serves_waiters_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = FakeClock()
+    slept: list[float] = []
 
-    assert asyncio.run(scenario()) >= 0.0  # completes; timing is not asserted
+    async def fake_sleep(seconds: float) -> None:  # advances the fake clock instead of waiting
+        slept.append(seconds)
+        clock.now += seconds
+
+    monkeypatch.setattr(limiter_module.asyncio, "sleep", fake_sleep)
+
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(rpm=1000, tpm=10**9, clock=clock)
+        limiter.pause_until(clock.now + 5)
+        first, second = await asyncio.gather(limiter.acquire(1), limiter.acquire(1))
+        return [first.at, second.at]
+
+    start = clock.now
+    assert asyncio.run(scenario()) == [start + 5, start + 5]
+    assert slept == [pytest.approx(5)]  # one wait, then both admitted (the bucket allows a burst)
 
 
 def test_aimd_halves_on_throttle_and_recovers_additively() -> None:
