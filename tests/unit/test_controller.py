@@ -331,3 +331,32 @@ def test_deleting_resource_is_left_alone() -> None:
     body = resource(run="r1")
     body["metadata"]["deletionTimestamp"] = "2026-11-28T12:00:00Z"
     assert not plan(body, None, [], NOW, SETTINGS)
+
+
+def health(status: dict[str, Any]) -> dict[str, str]:
+    return {
+        c["type"]: c["status"]
+        for c in status["conditions"]
+        if c["type"] in (st.READY, st.RECONCILING, st.STALLED)
+    }
+
+
+def test_every_phase_carries_the_health_conditions_gitops_tools_read() -> None:
+    pending = plan(resource(), None, [], NOW, SETTINGS).status
+    assert health(pending) == {st.READY: "True", st.RECONCILING: "False", st.STALLED: "False"}
+    running = plan(resource(run="r1"), None, [], NOW, SETTINGS).status
+    assert health(running) == {st.READY: "Unknown", st.RECONCILING: "True", st.STALLED: "False"}
+    body = resource("Running", run="r1")
+    body["status"].update(running)
+    failed = plan(body, None, [], NOW, SETTINGS).status
+    assert health(failed) == {st.READY: "False", st.RECONCILING: "False", st.STALLED: "True"}
+    ready = next(c for c in failed["conditions"] if c["type"] == st.READY)
+    assert ready["reason"] == st.JOB_DELETED and "was deleted" in ready["message"]
+    assert ready["observedGeneration"] == 1
+    completed = st.phase_conditions("Completed", st.COMPLETED, "done", 1)
+    assert {c["type"]: c["status"] for c in completed} == {
+        st.SUCCEEDED: "True",
+        st.READY: "True",
+        st.RECONCILING: "False",
+        st.STALLED: "False",
+    }

@@ -40,8 +40,8 @@ app.kubernetes.io/component: operator
 {{- $obj := fromYaml $doc }}
 {{- if $obj.kind }}
 {{- $_ := set $obj.metadata "labels" (merge (dict) (include "embedding-operator.labels" $root | fromYaml) ($obj.metadata.labels | default dict)) }}
-{{- if $keep }}
-{{- $_ := set $obj.metadata "annotations" (dict "helm.sh/resource-policy" "keep") }}
+{{- if not $keep }}
+{{- $_ := unset $obj.metadata "annotations" }}
 {{- end }}
 ---
 {{ toYaml $obj }}

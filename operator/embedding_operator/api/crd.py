@@ -168,6 +168,12 @@ def build_crd() -> Schema:
         "metadata": {
             "name": names.CRD_NAME,
             "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE},
+            # Deleting the CRD deletes every DeploymentEmbedding: Helm keeps it on uninstall and
+            # Argo CD never prunes it (docs/gitops.md); the chart can drop both (crds.keep).
+            "annotations": {
+                "helm.sh/resource-policy": "keep",
+                "argocd.argoproj.io/sync-options": "Prune=false",
+            },
         },
         "spec": {
             "group": names.GROUP,

@@ -10,6 +10,11 @@ SUCCEEDED: Final = "Succeeded"
 """Tekton-style condition of a bounded run: Unknown while pending or running, then True/False."""
 RUN_REQUEST: Final = "RunRequest"
 """Whether the last run request was accepted, and why not when it was not."""
+# The conditions GitOps tools read (kstatus, which Flux uses, and the project's Argo CD health
+# check): a resource is healthy when Ready, progressing while Reconciling, failed when Stalled.
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
 
 # Reasons (CamelCase, stable: users alert on them).
 AWAITING_RUN_REQUEST: Final = "AwaitingRunRequest"
@@ -66,3 +71,26 @@ def merge_conditions(
 
 def succeeded_status(phase: str) -> str:
     return {"Completed": "True", "Failed": "False"}.get(phase, "Unknown")
+
+
+def phase_conditions(
+    phase: str, reason: str, message: str, generation: int | None
+) -> list[dict[str, Any]]:
+    """The conditions a phase implies: ``Succeeded`` (the run's outcome) and the health triple.
+
+    Pending (waiting for a run request) and Completed are Ready; Running is Reconciling with Ready
+    Unknown (a run's outcome is not known yet); Failed is Stalled and not Ready, with the reason.
+    Every condition carries the phase's reason and message, so any one of them tells the story.
+    """
+    ready = {"Pending": "True", "Completed": "True", "Failed": "False"}.get(phase, "Unknown")
+    running = "True" if phase == "Running" else "False"
+    stalled = "True" if phase == "Failed" else "False"
+    return [
+        condition(type_, value, reason, message, generation)
+        for type_, value in (
+            (SUCCEEDED, succeeded_status(phase)),
+            (READY, ready),
+            (RECONCILING, running),
+            (STALLED, stalled),
+        )
+    ]

@@ -115,10 +115,10 @@ class _Planner:
         self.plan.status.update(fields)
 
     def transition(self, phase: str, reason: str, message: str, **fields: Any) -> None:
-        cond = st.condition(
-            st.SUCCEEDED, st.succeeded_status(phase), reason, message, self.generation
+        conditions = st.merge_conditions(
+            self.current.get("conditions"),
+            *st.phase_conditions(phase, reason, message, self.generation),
         )
-        conditions = st.merge_conditions(self.current.get("conditions"), cond)
         self.set(phase=phase, message=message, conditions=conditions, **fields)
 
     def run_request(self, accepted: bool, reason: str, message: str) -> None:

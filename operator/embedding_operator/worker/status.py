@@ -70,17 +70,17 @@ class StatusWriter:
         return names.job_name(meta["name"], meta["uid"], request) == self.job
 
     def write(self, patch: dict[str, Any], phase: str | None = None, reason: str = "") -> None:
-        """Merge ``patch`` into the status; with ``phase``, also move the Succeeded condition."""
+        """Merge ``patch`` into the status; with ``phase``, also move the phase's conditions."""
         for _ in range(5):
             body = self.load()
             status = dict(patch)
             if phase:
                 generation = body["metadata"].get("generation")
-                cond = st.condition(
-                    st.SUCCEEDED, st.succeeded_status(phase), reason, patch["message"], generation
+                conditions = st.merge_conditions(
+                    (body.get("status") or {}).get("conditions"),
+                    *st.phase_conditions(phase, reason, patch["message"], generation),
                 )
-                conditions = (body.get("status") or {}).get("conditions")
-                status.update(phase=phase, conditions=st.merge_conditions(conditions, cond))
+                status.update(phase=phase, conditions=conditions)
             try:
                 self.kube.patch(
                     resource_path(
