@@ -43,6 +43,12 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(args.namespace, args.name, args.job)
 
 
+def _api_server(args: argparse.Namespace) -> int:
+    from embedding_operator.restapi.main import run
+
+    return run(args)
+
+
 def _embed(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -104,6 +110,34 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", required=True, help="the DeploymentEmbedding")
     worker.add_argument("--job", required=True, help="the Job this run belongs to")
     worker.set_defaults(handler=_worker)
+
+    api_server = sub.add_parser(
+        "api-server",
+        help="serve the REST API as an aggregated API server (behind kube-apiserver)",
+    )
+    api_server.add_argument("--secure-port", type=int, default=8443, help="HTTPS port")
+    api_server.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    api_server.add_argument("--tls-cert-file", required=True, help="serving certificate (PEM)")
+    api_server.add_argument("--tls-private-key-file", required=True, help="its key (PEM)")
+    api_server.add_argument(
+        "--requestheader-client-ca-file",
+        help="CA of kube-apiserver's front-proxy client certificate; default: read from the "
+        "kube-system/extension-apiserver-authentication ConfigMap",
+    )
+    api_server.add_argument(
+        "--requestheader-allowed-names",
+        default="",
+        help="comma-separated common names of the front-proxy certificate (with "
+        "--requestheader-client-ca-file; empty: any the CA signed)",
+    )
+    api_server.add_argument("--metrics-port", type=int, default=9091, help="0 disables /metrics")
+    api_server.add_argument(
+        "--max-request-bytes",
+        type=int,
+        default=3 * 1024 * 1024,
+        help="larger request bodies get 413 (default: kube-apiserver's own limit, 3 MiB)",
+    )
+    api_server.set_defaults(handler=_api_server)
 
     embed = sub.add_parser(
         "embed", help="run a DeploymentEmbedding manifest locally (key from VOYAGE_API_KEY)"

@@ -1,0 +1,71 @@
+"""``embedding-operator api-server`` (flags in cli.py, after kube-apiserver's own): TLS, and the
+two listeners (the API on ``--secure-port``, Prometheus metrics in plain HTTP on
+``--metrics-port``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from aiohttp import web
+
+from embedding_operator.kube import Kube, core_path
+from embedding_operator.restapi.auth import (
+    CONFIGMAP_NAME,
+    CONFIGMAP_NAMESPACE,
+    RequestHeaderConfig,
+    server_context,
+)
+from embedding_operator.restapi.server import RestApi, metrics_app
+
+log = logging.getLogger("embedding_operator.restapi")
+
+THREADS = 16
+"""Concurrent calls to kube-apiserver (each request makes two or three)."""
+
+
+def requestheader_config(args: argparse.Namespace, kube: Kube) -> RequestHeaderConfig:
+    if args.requestheader_client_ca_file:
+        names = tuple(n for n in args.requestheader_allowed_names.split(",") if n)
+        ca = Path(args.requestheader_client_ca_file).read_text()
+        return RequestHeaderConfig(client_ca=ca, allowed_names=names)
+    configmap = kube.get(core_path(CONFIGMAP_NAMESPACE, "configmaps", CONFIGMAP_NAME))
+    if configmap is None:
+        raise SystemExit(f"{CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} not found")
+    return RequestHeaderConfig.from_configmap(configmap.get("data") or {})
+
+
+async def serve(args: argparse.Namespace) -> None:
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS))
+    kube = Kube.from_environment()
+    config = requestheader_config(args, kube)
+    api = RestApi(kube, config, args.max_request_bytes)
+    context = server_context(args.tls_cert_file, args.tls_private_key_file, config)
+    runners = [web.AppRunner(api.app(), access_log=None)]
+    if args.metrics_port:
+        runners.append(web.AppRunner(metrics_app(), access_log=None))
+    for runner in runners:
+        await runner.setup()
+    await web.TCPSite(runners[0], args.bind_address, args.secure_port, ssl_context=context).start()
+    if args.metrics_port:
+        await web.TCPSite(runners[1], args.bind_address, args.metrics_port).start()
+    log.info("serving the REST API on https://%s:%s", args.bind_address, args.secure_port)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args))
+    return 0
