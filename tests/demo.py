@@ -91,7 +91,7 @@ def _run(cluster: Cluster, api: Any, key: str, standin: StandIn | None) -> int:
         say(f"applied {EXAMPLE.relative_to(ROOT)} ({names.KIND} {name}, with the run annotation)")
         status = _wait(custom, name)
         print()
-        print(_table(api))
+        print(_table(cluster.kubeconfig))
     finally:
         operator.stop()
     _show(name, status)
@@ -117,11 +117,11 @@ def _wait(custom: Any, name: str, timeout: float = 180) -> dict[str, Any]:
     return status
 
 
-def _table(api: Any) -> str:
+def _table(kubeconfig: Path) -> str:
     """What ``kubectl get demb`` prints: the CRD's printer columns, rendered by the apiserver."""
     from embedding_operator.kube import Kube, resource_path
 
-    table = Kube(api).request(
+    table = Kube.from_environment("demo", kubeconfig=str(kubeconfig)).request(
         "GET", resource_path("default"), accept="application/json;as=Table;v=v1;g=meta.k8s.io"
     )
     shown = [i for i, c in enumerate(table["columnDefinitions"]) if c["priority"] == 0]

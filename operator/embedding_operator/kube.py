@@ -1,46 +1,131 @@
-"""A small JSON client for the Kubernetes API, shared by the controller, the worker and the stores.
+"""The one Kubernetes boundary: a small JSON client shared by the controller, the worker and the
+stores, with six verbs (``request``, ``get``, ``list``, ``create``, ``patch``, ``delete``).
 
-It rides on the ``kubernetes`` package for configuration, TLS and authentication, but sends and
-returns plain dicts: the objects this project builds are dicts (pure builder functions), and the
-generated model classes would add a second shape of every object to keep in sync.
+Why httpx under it (measured by ``benchmarks/kube_client.py``, see docs/performance.md): it is a
+well-kept HTTP client whose sync and async clients share one request model and one transport
+interface, so the same request building and error handling serve the blocking callers of today
+and an async reconcile tomorrow, and tests plug an in-memory API in as an ``httpx`` transport
+(``tests/fake_kube.py``) instead of patching methods. The generated ``kubernetes`` client is used
+only to *load configuration* (kubeconfig, in-cluster service account, exec plugins), which is its
+public, stable API; its request internals changed shape between releases (``param_serialize``
+exists only from 37 on). Objects stay plain dicts: the objects this project builds are dicts
+(pure builder functions), and generated model classes would add a second shape to keep in sync.
+
+Every call has a timeout; transient failures (429 with ``Retry-After``, 5xx, dropped or refused
+connections, timeouts) are retried with tenacity within a time budget; every write names the
+field manager, so ``managedFields`` tells the operator's writes from the worker's.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
+
+import httpx
+import tenacity
 
 from embedding_operator.api import names
 
 Obj = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class KubeError(Exception):
-    """An API error: ``status`` is the HTTP code, ``reason`` the Status reason (e.g. Conflict)."""
+    """An API error: ``status`` is the HTTP code (0 when no answer came), ``reason`` the Status
+    reason (e.g. Conflict)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: float = 0.0) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Whether the same request may succeed later without anyone changing anything."""
+        return self.status == 0 or self.status in TRANSIENT_STATUS
 
 
-class Kube:
-    def __init__(self, api_client: Any) -> None:
-        self._api = api_client
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Per-call timeout and the budget for retrying transient failures."""
+
+    timeout: float = 10.0
+    """Seconds for one request (connect, send, wait for the answer)."""
+    budget: float = 30.0
+    """Seconds, all attempts of one call together; then the last error is raised."""
+    initial_backoff: float = 0.2
+    max_backoff: float = 5.0
+
+
+def _retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:  # an HTTP date: rare from the apiserver; back off normally
+        return 0.0
+
+
+def error_of(response: httpx.Response) -> KubeError:
+    """The KubeError a non-2xx answer stands for (from its Status body when it has one)."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = None
+    payload = payload if isinstance(payload, dict) else {}
+    return KubeError(
+        response.status_code,
+        payload.get("reason") or response.reason_phrase or "Unknown",
+        payload.get("message") or response.text[:1024],
+        _retry_after(response),
+    )
+
+
+def backoff(initial: float, cap: float) -> Callable[[tenacity.RetryCallState], float]:
+    """Capped exponential backoff with jitter, at least what a 429's ``Retry-After`` asks for
+    (itself capped, so a confused server cannot park a caller for an hour)."""
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        hinted = min(error.retry_after, cap * 4) if isinstance(error, KubeError) else 0.0
+        exponential = min(cap, initial * 2.0 ** (state.attempt_number - 1))
+        return max(hinted, exponential * random.uniform(0.5, 1.0))  # noqa: S311 (jitter)
+
+    return wait
+
+
+def _is_transient(error: BaseException) -> bool:
+    return isinstance(error, KubeError) and error.transient
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the API is and how to authenticate: what a kubeconfig or a pod's service account
+    says, in the shape httpx takes."""
+
+    host: str
+    verify: ssl.SSLContext | bool = True
+    cert: tuple[str, str] | None = None
+    token: Callable[[], str | None] = lambda: None
 
     @classmethod
-    def from_environment(cls) -> Kube:
-        """A kubeconfig ($KUBECONFIG or ~/.kube/config) when there is one, else the pod's
+    def from_environment(cls, kubeconfig: str | None = None) -> Connection:
+        """``kubeconfig``, else $KUBECONFIG or ~/.kube/config when there is one, else the pod's
         in-cluster service account."""
         from kubernetes import client, config
 
         configuration = client.Configuration()
-        kubeconfig = os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        kubeconfig = (
+            kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        )
         if os.path.exists(kubeconfig.split(os.pathsep)[0]):
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, client_configuration=configuration
@@ -49,7 +134,75 @@ class Kube:
             config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )
-        return cls(client.ApiClient(configuration))
+        verify: ssl.SSLContext | bool = bool(configuration.verify_ssl)
+        if configuration.verify_ssl and configuration.ssl_ca_cert:
+            verify = ssl.create_default_context(cafile=configuration.ssl_ca_cert)
+        cert = (
+            (configuration.cert_file, configuration.key_file)
+            if configuration.cert_file and configuration.key_file
+            else None
+        )
+
+        def token() -> str | None:
+            # auth_settings() runs the refresh hook (rotated service-account tokens, exec
+            # plugins) and yields "Bearer <token>" when there is one.
+            setting: Any = configuration.auth_settings().get("BearerToken") or {}
+            value = setting.get("value")
+            return str(value) if value else None
+
+        return cls(host=configuration.host, verify=verify, cert=cert, token=token)
+
+
+class _BearerAuth(httpx.Auth):
+    def __init__(self, token: Callable[[], str | None]) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Any:
+        value = self._token()
+        if value:
+            request.headers["Authorization"] = (
+                value if value.lower().startswith("bearer ") else f"Bearer {value}"
+            )
+        yield request
+
+
+class Kube:
+    """The Kubernetes API as six verbs on plain dicts (see the module docstring).
+
+    ``field_manager`` names this client's writes in ``managedFields``; ``policy`` bounds every
+    call in time. ``transport`` replaces the network (tests pass an in-memory API).
+    """
+
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        field_manager: str,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.field_manager = field_manager
+        self.policy = policy or RetryPolicy()
+        self._http = httpx.Client(
+            base_url=connection.host,
+            verify=connection.verify,
+            cert=connection.cert,
+            auth=_BearerAuth(connection.token),
+            timeout=self.policy.timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+        )
+
+    @classmethod
+    def from_environment(
+        cls, field_manager: str, policy: RetryPolicy | None = None, kubeconfig: str | None = None
+    ) -> Kube:
+        return cls(
+            Connection.from_environment(kubeconfig), field_manager=field_manager, policy=policy
+        )
+
+    def close(self) -> None:
+        self._http.close()
 
     def request(
         self,
@@ -61,26 +214,36 @@ class Kube:
         content_type: str = "application/json",
         accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": accept, "Content-Type": content_type}
-        _, url, headers, data, _ = self._api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
+        """One API call, retried while its failure is transient and the budget lasts."""
+        params = dict(query or {})
+        if method in ("POST", "PUT", "PATCH"):
+            params.setdefault("fieldManager", self.field_manager)
+        headers = {"Accept": accept}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_transient),
+            wait=backoff(self.policy.initial_backoff, self.policy.max_backoff),
+            stop=tenacity.stop_after_delay(self.policy.budget),
+            reraise=True,
         )
-        response = self._api.call_api(method, url, header_params=headers, body=data)
-        raw = response.read()
-        payload = json.loads(raw) if raw else None
-        if not 200 <= response.status < 300:
-            payload = payload if isinstance(payload, dict) else {}
-            raise KubeError(
-                response.status,
-                payload.get("reason", "Unknown"),
-                payload.get("message", raw.decode(errors="replace") if raw else ""),
-            )
-        return payload
+        for attempt in retrying:
+            with attempt:
+                return self._send(method, path, body, params, headers)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def _send(
+        self, method: str, path: str, body: Any, params: dict[str, str], headers: dict[str, str]
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, params=params, headers=headers, json=body)
+        except httpx.TimeoutException as e:
+            raise KubeError(0, "Timeout", f"{method} {path}: no answer in time ({e})") from e
+        except httpx.TransportError as e:
+            raise KubeError(0, "ConnectionError", f"{method} {path}: {e}") from e
+        if not response.is_success:
+            raise error_of(response)
+        return response.json() if response.content else None
 
     def get(self, path: str, **query: str) -> Obj | None:
         """The object at ``path``, or None when it does not exist."""
@@ -108,6 +271,14 @@ class Kube:
 
     def patch(self, path: str, body: Obj) -> Obj:
         obj: Obj = self.request("PATCH", path, body, content_type=MERGE_PATCH)
+        return obj
+
+    def apply(self, path: str, body: Obj) -> Obj:
+        """Server-side apply ``body`` (a whole object) as this client's field manager: creates it
+        when missing, takes over the fields it sets (force) otherwise."""
+        obj: Obj = self.request(
+            "PATCH", path, body, query={"force": "true"}, content_type=APPLY_PATCH
+        )
         return obj
 
     def delete(self, path: str, propagation: str = "Background") -> bool:
@@ -155,14 +326,11 @@ def group_path(group_version: str, namespace: str, plural: str, name: str | None
     return f"{path}/{quote(name)}" if name else path
 
 
-def post_event(
-    kube: Kube, body: Obj, type_: str, reason: str, message: str, component: str
-) -> None:
-    """A core/v1 Event on the resource (what ``kubectl describe`` shows)."""
-    from embedding_operator.api.status import now
-
+def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str, stamp: str) -> None:
+    """A core/v1 Event on the resource (what ``kubectl describe`` shows); ``stamp`` is the
+    caller's clock reading (RFC 3339)."""
     meta = body["metadata"]
-    stamp = now()
+    component = kube.field_manager
     kube.create(
         core_path(meta["namespace"], "events"),
         {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedding_operator.api import names
-from tests.conftest import wait_for
+from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
 from tests.e2e.conftest import API_KEY
 from tests.e2e.stack import OperatorProcess
@@ -150,7 +150,7 @@ def test_operator_serves_liveness_and_run_metrics(
 
 
 def test_large_run_is_reassembled_from_owned_chunks(
-    api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+    api: Any, cluster: ClusterHandle, namespace: str, api_key_secret: str, voyage: StandIn
 ) -> None:
     from embedding_operator.api.types import Result
     from embedding_operator.kube import Kube
@@ -172,7 +172,9 @@ def test_large_run_is_reassembled_from_owned_chunks(
     assert result.storage.size == 1500 * 512 * 4
     owned = apis.CoreV1Api(api).read_namespaced_config_map(result.storage.names[0], namespace)
     assert owned.metadata.owner_references[0].uid == done["metadata"]["uid"]
-    vectors = load_result(Kube(api), namespace, result)  # verifies the sha256 digest
+    vectors = load_result(
+        Kube.from_environment("e2e", kubeconfig=str(cluster.kubeconfig)), namespace, result
+    )  # verifies the sha256 digest
     np.testing.assert_array_equal(vectors, expected_matrix(texts, "voyage-3.5", 512))
     remaining = {
         cm.metadata.name
@@ -295,9 +297,13 @@ def test_run_past_its_deadline_fails(
     assert reason(failed) == "DeadlineExceeded"
 
 
-@pytest.mark.parametrize("secret", [None, {"other-key": "dmFsdWU="}], ids=["missing", "no-key"])
-def test_missing_secret_or_key_fails_the_run(
-    api: Any, namespace: str, voyage: StandIn, secret: dict[str, str] | None
+@pytest.mark.parametrize(
+    ("secret", "expected"),
+    [(None, "SecretNotFound"), ({"other-key": "dmFsdWU="}, "SecretKeyNotFound")],
+    ids=["missing", "no-key"],
+)
+def test_missing_secret_or_key_is_said_at_once_then_fails_the_run(
+    api: Any, namespace: str, voyage: StandIn, secret: dict[str, str] | None, expected: str
 ) -> None:
     if secret is not None:
         apis.CoreV1Api(api).create_namespaced_secret(
@@ -305,7 +311,10 @@ def test_missing_secret_or_key_fails_the_run(
         )
     create(api, namespace, manifest("nokey", ["x"]))
     failed = _wait_failed(api, namespace, "nokey", timeout=60)
-    assert reason(failed) == "SecretNotFound"
+    assert reason(failed) == expected
+    # said while the run was still Running, as soon as the kubelet knew, not only at the end
+    said = [e.message for e in events(api, namespace, "nokey") if e.reason == expected]
+    assert any("is waiting" in m and "voyage-api-key" in m for m in said), said
     assert "voyage-api-key" in failed["status"]["message"]
     wait_for(lambda: not jobs(api, namespace, "nokey"), 30, what="the stuck Job deleted")
 
@@ -392,7 +401,9 @@ def test_operator_killed_mid_run_converges_with_one_job_per_request(
         created = create(api, namespace, manifest("restart", ["a", "b"]))
         operator.start()
         running = wait_phase(api, namespace, "restart", "Running")
-        assert running["status"]["jobName"] == job_name("restart", created["metadata"]["uid"], "r1")
+        assert running["status"]["jobName"] == job_name(
+            "restart", created["metadata"]["uid"], "r1", 1
+        )
         # killed mid-run: the worker finishes on its own, the operator catches up
         operator.kill()
         operator.start()
@@ -419,7 +430,7 @@ def test_job_created_but_not_recorded_is_adopted_not_duplicated(
     operator.kill()
     try:
         created = create(api, namespace, manifest("adopt", ["a", "b", "c"]))
-        for obj in [*build_worker_rbac(namespace, settings), build_job(created, "r1", settings)]:
+        for obj in [*build_worker_rbac(namespace, settings), build_job(created, "r1", 1, settings)]:
             utils.create_from_dict(api, obj, namespace=namespace)
         # the worker starts and waits for its run to be recorded; the operator comes back
         operator.start()

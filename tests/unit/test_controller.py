@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from embedding_operator.api import names
-from embedding_operator.api import status as st
+from embedding_operator.api import lifecycle, names
 from embedding_operator.api.names import job_name
+from embedding_operator.api.status import ConditionType, Phase, Reason
 from embedding_operator.controller.objects import build_job, build_worker_rbac
 from embedding_operator.controller.reconcile import plan
 from embedding_operator.controller.settings import Settings
@@ -54,10 +54,13 @@ def resource(
     return body
 
 
-def job(condition: str | None = None, reason: str = "", message: str = "") -> dict[str, Any]:
+def job(
+    condition: str | None = None, reason: str = "", message: str = "", age_seconds: float = 5
+) -> dict[str, Any]:
     conditions = [{"type": condition, "status": "True", "reason": reason, "message": message}]
+    created = (NOW - timedelta(seconds=age_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
-        "metadata": {"name": "demo-job"},
+        "metadata": {"name": "demo-job", "creationTimestamp": created},
         "status": {"conditions": conditions if condition else []},
     }
 
@@ -77,7 +80,7 @@ def pod(
     }
 
 
-def reason_of(status: dict[str, Any], type_: str = st.SUCCEEDED) -> str:
+def reason_of(status: dict[str, Any], type_: str = ConditionType.SUCCEEDED) -> str:
     return next(c["reason"] for c in status["conditions"] if c["type"] == type_)
 
 
@@ -86,16 +89,16 @@ def reason_of(status: dict[str, Any], type_: str = st.SUCCEEDED) -> str:
 
 def test_job_name_is_deterministic_short_and_per_request() -> None:
     long_name = "x" * 63
-    assert job_name("demo", "uid", "r1") == job_name("demo", "uid", "r1")
-    assert job_name("demo", "uid", "r1") != job_name("demo", "uid", "r2")
-    assert job_name("demo", "uid", "r1") != job_name("demo", "other-uid", "r1")
-    assert len(job_name(long_name, "uid", "r1")) <= 63
+    assert job_name("demo", "uid", "r1", 1) == job_name("demo", "uid", "r1", 1)
+    assert job_name("demo", "uid", "r1", 1) != job_name("demo", "uid", "r2", 1)
+    assert job_name("demo", "uid", "r1", 1) != job_name("demo", "other-uid", "r1", 1)
+    assert len(job_name(long_name, "uid", "r1", 1)) <= 63
 
 
 def test_job_is_owned_labelled_restricted_and_carries_no_inputs_or_key() -> None:
     body = resource(run="r1")
     body["spec"]["inputs"] = ["alpha-text", "beta-text"]
-    j = build_job(body, "r1", SETTINGS)
+    j = build_job(body, "r1", 1, SETTINGS)
     assert j["metadata"]["ownerReferences"][0] == {
         "apiVersion": names.API_VERSION,
         "kind": names.KIND,
@@ -142,7 +145,7 @@ def test_job_takes_the_default_secret_and_the_spec_job_options() -> None:
         "activeDeadlineSeconds": 60,
         "resources": {"limits": {"memory": "2Gi"}},
     }
-    j = build_job(body, "r", SETTINGS)
+    j = build_job(body, "r", 1, SETTINGS)
     c = j["spec"]["template"]["spec"]["containers"][0]
     assert c["env"][0]["valueFrom"]["secretKeyRef"] == {"name": "voyage-api-key", "key": "api-key"}
     assert (j["spec"]["backoffLimit"], j["spec"]["activeDeadlineSeconds"]) == (0, 60)
@@ -168,39 +171,39 @@ def test_worker_rbac_is_least_privilege() -> None:
 
 def test_new_resource_becomes_pending() -> None:
     p = plan(resource(), None, [], NOW, SETTINGS)
-    assert p.status["phase"] == "Pending"
-    assert p.status["inputCount"] == 3 and p.status["observedGeneration"] == 1
-    assert reason_of(p.status) == st.AWAITING_RUN_REQUEST
+    assert p.patch["phase"] == "Pending"
+    assert p.patch["inputCount"] == 3 and p.patch["observedGeneration"] == 1
+    assert reason_of(p.patch) == Reason.AWAITING_RUN_REQUEST
     assert p.create_job is None
 
 
 def test_applied_with_run_annotation_runs_once() -> None:
     p = plan(resource(run="r1"), None, [], NOW, SETTINGS)
-    assert p.status["phase"] == "Running"
+    assert p.patch["phase"] == "Running"
     assert p.create_job is not None
-    assert p.status["jobName"] == p.create_job["metadata"]["name"]
-    assert p.status["lastHandledRunRequest"] == "r1"
-    assert reason_of(p.status, st.RUN_REQUEST) == st.ACCEPTED
+    assert p.patch["jobName"] == p.create_job["metadata"]["name"]
+    assert p.patch["lastHandledRunRequest"] == "r1"
+    assert reason_of(p.patch, ConditionType.RUN_REQUEST) == Reason.ACCEPTED
     # the same request again, once recorded, plans nothing more
-    running = resource("Running", run="r1", jobName=p.status["jobName"], lastHandledRunRequest="r1")
+    running = resource("Running", run="r1", jobName=p.patch["jobName"], lastHandledRunRequest="r1")
     assert not plan(running, job(), [pod(5, phase="Running")], NOW, SETTINGS)
 
 
 def test_run_request_while_running_is_ignored_with_an_event() -> None:
     body = resource("Running", run="r2", jobName="j", lastHandledRunRequest="r1")
     p = plan(body, job(), [], NOW, SETTINGS)
-    assert p.create_job is None and "phase" not in p.status
-    assert p.status["lastHandledRunRequest"] == "r2"
-    assert reason_of(p.status, st.RUN_REQUEST) == st.IGNORED_WHILE_RUNNING
-    assert [e.reason for e in p.events] == [st.IGNORED_WHILE_RUNNING]
+    assert p.create_job is None and "phase" not in p.patch
+    assert p.patch["lastHandledRunRequest"] == "r2"
+    assert reason_of(p.patch, ConditionType.RUN_REQUEST) == Reason.IGNORED_WHILE_RUNNING
+    assert [e.reason for e in p.events] == [Reason.IGNORED_WHILE_RUNNING]
 
 
 def test_rerun_of_unchanged_completed_resource_is_refused() -> None:
     body = resource("Completed", run="r2", lastHandledRunRequest="r1")
     p = plan(body, None, [], NOW, SETTINGS)
     assert p.create_job is None
-    assert "phase" not in p.status
-    assert reason_of(p.status, st.RUN_REQUEST) == st.COMPLETED_UNCHANGED
+    assert "phase" not in p.patch
+    assert reason_of(p.patch, ConditionType.RUN_REQUEST) == Reason.COMPLETED_UNCHANGED
     assert "cannot run completed jobs" in p.events[0].message
     assert p.events[0].type == "Warning"
 
@@ -212,12 +215,18 @@ def test_spec_change_after_completion_resets_and_removes_the_result() -> None:
         generation=2,
         observed=1,
         lastHandledRunRequest="r1",
-        result={"model": "voyage-3.5", "totalTokens": 3},
+        result={
+            "model": "voyage-3.5",
+            "totalTokens": 3,
+            "count": 3,
+            "dimensions": 2,
+            "dtype": "float",
+        },
         jobName="j",
     )
     p = plan(body, None, [], NOW, SETTINGS)
-    assert p.status["phase"] == "Pending" and p.status["result"] is None
-    assert p.status["observedGeneration"] == 2 and p.delete_results
+    assert p.patch["phase"] == "Pending" and p.patch["result"] is None
+    assert p.patch["observedGeneration"] == 2 and p.delete_results
     assert p.create_job is None
 
 
@@ -225,18 +234,18 @@ def test_spec_change_and_new_run_request_together_run_the_new_spec() -> None:
     body = resource("Completed", run="r2", generation=2, observed=1, lastHandledRunRequest="r1")
     p = plan(body, None, [], NOW, SETTINGS)
     assert p.delete_results and p.create_job is not None
-    assert p.status["phase"] == "Running" and p.status["result"] is None
+    assert p.patch["phase"] == "Running" and p.patch["result"] is None
 
 
 def test_failed_resource_can_run_again_unchanged() -> None:
     p = plan(resource("Failed", run="r2", lastHandledRunRequest="r1"), None, [], NOW, SETTINGS)
-    assert p.create_job is not None and p.status["phase"] == "Running"
+    assert p.create_job is not None and p.patch["phase"] == "Running"
 
 
 @pytest.mark.parametrize(
     ("the_job", "pods", "reason", "fragment"),
     [
-        (None, [], st.JOB_DELETED, "was deleted"),
+        (None, [], Reason.JOB_DELETED, "was deleted"),
         (
             job("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit"),
             [
@@ -259,7 +268,7 @@ def test_failed_resource_can_run_again_unchanged() -> None:
             "DeadlineExceeded",
             "longer than specified deadline",
         ),
-        (job("Complete"), [], st.WORKER_LOST, "wrote no result"),
+        (job("Complete"), [], Reason.WORKER_LOST, "wrote no result"),
         (
             job(),
             [
@@ -271,16 +280,16 @@ def test_failed_resource_can_run_again_unchanged() -> None:
                     },
                 )
             ],
-            st.SECRET_NOT_FOUND,
+            Reason.SECRET_NOT_FOUND,
             'secret "voyage" not found',
         ),
         (
             job(),
             [pod(61, waiting={"reason": "ImageNotSupported", "message": "busybox"})],
-            st.POD_NOT_STARTED,
+            Reason.POD_NOT_STARTED,
             "busybox",
         ),
-        (job(), [pod(61)], st.POD_NOT_STARTED, "did not start within 60s"),
+        (job(), [pod(61)], Reason.POD_NOT_STARTED, "did not start within 60s"),
     ],
     ids=["job-deleted", "backoff", "deadline", "worker-lost", "secret", "image", "unscheduled"],
 )
@@ -289,17 +298,40 @@ def test_every_way_a_run_ends_becomes_failed_with_a_reason(
 ) -> None:
     body = resource("Running", run="r1", jobName="demo-job", lastHandledRunRequest="r1")
     p = plan(body, the_job, pods, NOW, SETTINGS)
-    assert p.status["phase"] == "Failed"
-    assert reason_of(p.status) == reason
-    assert fragment in p.status["message"]
-    assert p.status["completionTime"]
+    assert p.patch["phase"] == "Failed"
+    assert reason_of(p.patch) == reason
+    assert fragment in p.patch["message"]
+    assert p.patch["completionTime"]
     assert p.events[-1].reason == reason and p.events[-1].type == "Warning"
 
 
-def test_a_young_pending_pod_is_left_alone() -> None:
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ('secret "voyage" not found', Reason.SECRET_NOT_FOUND),
+        ("couldn't find key token in Secret ns/voyage", Reason.SECRET_KEY_NOT_FOUND),
+    ],
+)
+def test_a_young_waiting_pod_is_reported_at_once_but_not_failed(
+    message: str, reason: Reason
+) -> None:
     body = resource("Running", run="r1", jobName="demo-job", lastHandledRunRequest="r1")
-    waiting = {"reason": "CreateContainerConfigError", "message": 'secret "voyage" not found'}
-    assert not plan(body, job(), [pod(10, waiting=waiting)], NOW, SETTINGS)
+    waiting = {"reason": "CreateContainerConfigError", "message": message}
+    p = plan(body, job(), [pod(10, waiting=waiting)], NOW, SETTINGS)
+    assert p.delete_job is None and p.patch["phase"] == "Running"
+    assert reason_of(p.patch) == reason and message in p.patch["message"]
+    assert [(e.type, e.reason) for e in p.events] == [("Warning", reason)]
+    body["status"].update(p.patch)
+    assert not plan(body, job(), [pod(20, waiting=waiting)], NOW, SETTINGS)  # said once
+
+
+def test_a_job_without_a_pod_fails_past_the_start_timeout_with_the_jobs_own_words() -> None:
+    body = resource("Running", run="r1", jobName="demo-job", lastHandledRunRequest="r1")
+    assert not plan(body, job(age_seconds=30), [], NOW, SETTINGS)
+    why = 'pods "demo-job-x" is forbidden: error looking up service account ns/sa: not found'
+    p = plan(body, job(age_seconds=61), [], NOW, SETTINGS, job_warnings=[why])
+    assert p.patch["phase"] == "Failed" and reason_of(p.patch) == Reason.POD_NOT_STARTED
+    assert why in p.patch["message"] and p.delete_job == "demo-job"
 
 
 def test_cancel_deletes_the_job_and_fails_the_run() -> None:
@@ -307,24 +339,27 @@ def test_cancel_deletes_the_job_and_fails_the_run() -> None:
     body["metadata"]["annotations"][names.CANCEL_ANNOTATION] = "c1"
     p = plan(body, job(), [], NOW, SETTINGS)
     assert p.delete_job == "demo-job"
-    assert p.status["phase"] == "Failed" and reason_of(p.status) == st.CANCELLED
-    assert p.status["lastHandledCancelRequest"] == "c1"
+    assert p.patch["phase"] == "Failed" and reason_of(p.patch) == Reason.CANCELLED
+    assert p.patch["lastHandledCancelRequest"] == "c1"
     done = copy.deepcopy(body)
-    done["status"].update(p.status)
+    done["status"].update(p.patch)
     assert not plan(done, None, [], NOW, SETTINGS)  # handled once
 
 
 def test_conditions_keep_their_transition_time_when_status_is_unchanged() -> None:
-    first = st.condition(st.SUCCEEDED, "Unknown", st.JOB_CREATED, "m", 1)
-    first["lastTransitionTime"] = "2020-01-01T00:00:00Z"
-    [merged] = st.merge_conditions(
-        [first], st.condition(st.SUCCEEDED, "Unknown", st.EMBEDDING, "n", 1)
+    then = NOW - timedelta(hours=1)
+    first = lifecycle.condition(
+        ConditionType.SUCCEEDED, "Unknown", Reason.JOB_CREATED, "m", 1, then
     )
-    assert (
-        merged["lastTransitionTime"] == "2020-01-01T00:00:00Z" and merged["reason"] == st.EMBEDDING
-    )
-    [moved] = st.merge_conditions([first], st.condition(st.SUCCEEDED, "True", st.COMPLETED, "", 1))
-    assert moved["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+    same = lifecycle.condition(ConditionType.SUCCEEDED, "Unknown", Reason.EMBEDDING, "n", 1, NOW)
+    [merged] = lifecycle.set_conditions([first], same)
+    assert merged.last_transition_time == then and merged.reason == Reason.EMBEDDING
+    done = lifecycle.condition(ConditionType.SUCCEEDED, "True", Reason.COMPLETED, "", 1, NOW)
+    [moved] = lifecycle.set_conditions([first], done)
+    assert moved.last_transition_time == NOW
+    assert lifecycle.is_true([moved], ConditionType.SUCCEEDED)
+    assert not lifecycle.is_true([merged], ConditionType.SUCCEEDED)
+    assert lifecycle.find([merged], ConditionType.READY) is None
 
 
 def test_deleting_resource_is_left_alone() -> None:
@@ -337,26 +372,31 @@ def health(status: dict[str, Any]) -> dict[str, str]:
     return {
         c["type"]: c["status"]
         for c in status["conditions"]
-        if c["type"] in (st.READY, st.RECONCILING, st.STALLED)
+        if c["type"] in (ConditionType.READY, ConditionType.RECONCILING, ConditionType.STALLED)
     }
 
 
 def test_every_phase_carries_the_health_conditions_gitops_tools_read() -> None:
-    pending = plan(resource(), None, [], NOW, SETTINGS).status
-    assert health(pending) == {st.READY: "True", st.RECONCILING: "False", st.STALLED: "False"}
-    running = plan(resource(run="r1"), None, [], NOW, SETTINGS).status
-    assert health(running) == {st.READY: "Unknown", st.RECONCILING: "True", st.STALLED: "False"}
+    ready_, reconciling, stalled = (
+        ConditionType.READY,
+        ConditionType.RECONCILING,
+        ConditionType.STALLED,
+    )
+    pending = plan(resource(), None, [], NOW, SETTINGS).patch
+    assert health(pending) == {ready_: "True", reconciling: "False", stalled: "False"}
+    running = plan(resource(run="r1"), None, [], NOW, SETTINGS).patch
+    assert health(running) == {ready_: "Unknown", reconciling: "True", stalled: "False"}
     body = resource("Running", run="r1")
     body["status"].update(running)
-    failed = plan(body, None, [], NOW, SETTINGS).status
-    assert health(failed) == {st.READY: "False", st.RECONCILING: "False", st.STALLED: "True"}
-    ready = next(c for c in failed["conditions"] if c["type"] == st.READY)
-    assert ready["reason"] == st.JOB_DELETED and "was deleted" in ready["message"]
+    failed = plan(body, None, [], NOW, SETTINGS).patch
+    assert health(failed) == {ready_: "False", reconciling: "False", stalled: "True"}
+    ready = next(c for c in failed["conditions"] if c["type"] == ready_)
+    assert ready["reason"] == Reason.JOB_DELETED and "was deleted" in ready["message"]
     assert ready["observedGeneration"] == 1
-    completed = st.phase_conditions("Completed", st.COMPLETED, "done", 1)
-    assert {c["type"]: c["status"] for c in completed} == {
-        st.SUCCEEDED: "True",
-        st.READY: "True",
-        st.RECONCILING: "False",
-        st.STALLED: "False",
+    completed = lifecycle.phase_conditions(Phase.COMPLETED, Reason.COMPLETED, "done", 1, NOW)
+    assert {c.type: c.status for c in completed} == {
+        ConditionType.SUCCEEDED: "True",
+        ready_: "True",
+        reconciling: "False",
+        stalled: "False",
     }

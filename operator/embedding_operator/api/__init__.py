@@ -4,24 +4,27 @@ This package imports nothing else of embedding_operator, so every other layer ma
 """
 
 from embedding_operator.api.catalog import MODELS, ModelInfo, OutputDtype, get_model
+from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
 from embedding_operator.api.types import (
     Condition,
     DeploymentEmbedding,
     DeploymentEmbeddingSpec,
     DeploymentEmbeddingStatus,
-    Phase,
     Result,
 )
 
 __all__ = [
     "MODELS",
     "Condition",
+    "ConditionType",
     "DeploymentEmbedding",
     "DeploymentEmbeddingSpec",
     "DeploymentEmbeddingStatus",
+    "ExitCode",
     "ModelInfo",
     "OutputDtype",
     "Phase",
+    "Reason",
     "Result",
     "get_model",
 ]

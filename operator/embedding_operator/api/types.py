@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 
 from embedding_operator.api import names
 from embedding_operator.api.catalog import MODELS, OutputDtype, get_model
+from embedding_operator.api.status import Phase
 
 MAX_INPUTS: int = 10_000
 """Inputs per resource. 10,000 x ~100 characters is ~1 MB; the total below is the real bound."""
@@ -47,7 +48,6 @@ ModelName = Literal[
     "voyage-3-lite",
 ]
 InputType = Literal["query", "document"]
-Phase = Literal["Pending", "Running", "Completed", "Failed"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Quantity = int | Annotated[str, StringConstraints(pattern=r"^[0-9.]+[a-zA-Z]*$", max_length=32)]
 Input = Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_LENGTH)]
@@ -285,6 +285,11 @@ class DeploymentEmbeddingStatus(_Model):
         default=None, description="The cancel annotation value last acted on."
     )
     job_name: str | None = None
+    run_count: int | None = Field(
+        default=None,
+        ge=0,
+        description="Runs started so far; the next run's Job name derives from it.",
+    )
     input_count: int | None = Field(default=None, ge=0, description="Number of spec.inputs.")
     start_time: datetime | None = None
     completion_time: datetime | None = None

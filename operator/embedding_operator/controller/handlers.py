@@ -1,9 +1,11 @@
 """kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods reconciles the
-resource; a periodic resync catches what no event announces (a pod that never starts).
+resource; a failed reconcile is requeued after its backoff; a periodic resync catches what no
+event announces (a pod that never starts, work an earlier failure left unhandled).
 
 Only raw event handlers are used, so kopf keeps no per-object state: no finalizers and no
 ``last-handled-configuration`` annotation, which a spec near the size limit would overflow
-(kopf #1087). The reconcile itself is level-based and idempotent.
+(kopf #1087). kopf never retries event handlers, so the requeue is ours. The reconcile itself is
+level-based and idempotent.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
@@ -19,23 +21,97 @@ import kopf
 from embedding_operator.api import names
 from embedding_operator.controller.loop import Controller
 from embedding_operator.controller.settings import Settings
-from embedding_operator.kube import Kube
+from embedding_operator.kube import Kube, RetryPolicy
 
 log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "embedding-operator"
 
 _OWNED: dict[str, Any] = {
     names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
     names.OWNER_LABEL: kopf.PRESENT,
 }
-_locks: defaultdict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+Key = tuple[str, str]
 
 
-async def _reconcile(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
+class Serial:
+    """One reconcile per resource at a time. A lock exists only while someone holds or waits
+    for it, so the table is as large as the work in flight, not as the resources ever seen."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: Key) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        lock = lock or asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def busy(self, key: Key) -> bool:
+        return key in self._locks
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Requeue:
+    """Reconciles scheduled for later (a failed one, after its backoff): one timer per resource,
+    dropped when it fires or when a reconcile succeeds."""
+
+    def __init__(self) -> None:
+        self._timers: dict[Key, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def schedule(self, key: Key, delay: float, memo: kopf.Memo) -> None:
+        self.cancel(key)
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            task = loop.create_task(reconcile(memo, *key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        self._timers[key] = loop.call_later(delay, fire)
+
+    def cancel(self, key: Key) -> None:
+        timer = self._timers.pop(key, None)
+        if timer:
+            timer.cancel()
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        for task in self._tasks:
+            task.cancel()
+
+    def __len__(self) -> int:
+        return len(self._timers)
+
+
+async def reconcile(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
     if not namespace or not name:
         return
     controller: Controller = memo["controller"]
-    async with _locks[namespace, name]:  # one reconcile per resource at a time
-        await asyncio.to_thread(controller.reconcile, namespace, name)
+    serial: Serial = memo["serial"]
+    requeue: Requeue = memo["requeue"]
+    key = (namespace, name)
+    async with serial.hold(key):
+        requeue.cancel(key)  # this reconcile supersedes a scheduled one
+        delay = await asyncio.to_thread(controller.reconcile, namespace, name)
+    if delay is not None:
+        requeue.schedule(key, delay, memo)
 
 
 @kopf.on.startup()
@@ -44,7 +120,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     config = Settings.from_env()
-    memo["controller"] = Controller(Kube.from_environment(), config)
+    kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
+    memo["controller"] = Controller(kube, config)
+    memo["serial"] = Serial()
+    memo["requeue"] = Requeue()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
 
 
@@ -55,15 +134,21 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    requeue: Requeue | None = memo.get("requeue")
+    if requeue:
+        requeue.close()
 
 
 async def _resync(memo: kopf.Memo, interval: float) -> None:
+    """Every ``interval``, reconcile each resource with work left (concurrently: one slow
+    resource must not hold up the others); skip those being reconciled right now."""
     controller: Controller = memo["controller"]
+    serial: Serial = memo["serial"]
     while True:
         await asyncio.sleep(interval)
         try:
-            for namespace, name in await asyncio.to_thread(controller.unfinished):
-                await _reconcile(memo, namespace, name)
+            keys = await asyncio.to_thread(controller.with_work)
+            await asyncio.gather(*(reconcile(memo, *key) for key in keys if not serial.busy(key)))
         except Exception:
             log.exception("resync failed; retrying in %ss", interval)
 
@@ -72,14 +157,14 @@ async def _resync(memo: kopf.Memo, interval: float) -> None:
 async def resource_event(
     memo: kopf.Memo, namespace: str | None, name: str | None, **_: Any
 ) -> None:
-    await _reconcile(memo, namespace, name)
+    await reconcile(memo, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
 async def job_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    await _reconcile(memo, namespace, labels.get(names.OWNER_LABEL))
+    await reconcile(memo, namespace, labels.get(names.OWNER_LABEL))
 
 
 @kopf.on.event("", "v1", "pods", labels=_OWNED)
 async def pod_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    await _reconcile(memo, namespace, labels.get(names.OWNER_LABEL))
+    await reconcile(memo, namespace, labels.get(names.OWNER_LABEL))

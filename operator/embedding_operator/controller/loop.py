@@ -1,17 +1,28 @@
 """One reconcile: read what is, ask ``reconcile.plan`` what to do, do it.
 
-All Kubernetes I/O of the controller lives here; the decisions live in ``reconcile``.
+All Kubernetes I/O of the controller lives here; the decisions live in ``reconcile``. A
+reconcile never raises: it returns when to look again (an explicit requeue, with capped
+exponential backoff per resource while it keeps failing, as controller-runtime does), so a
+resource whose reconcile failed is retried without waiting for an unrelated event.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import random
 
-from embedding_operator.api import names
+from embedding_operator.api import lifecycle, names
+from embedding_operator.api.lifecycle import Clock
 from embedding_operator.controller.metrics import RunMetrics
 from embedding_operator.controller.objects import build_worker_rbac
-from embedding_operator.controller.reconcile import Obj, Plan, plan
+from embedding_operator.controller.reconcile import (
+    Obj,
+    Plan,
+    has_work,
+    overdue,
+    plan,
+    plan_create_failure,
+)
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import (
     Kube,
@@ -25,12 +36,13 @@ from embedding_operator.storage.configmaps import delete_previous_runs
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "embedding-operator"
 _RBAC_PATHS = {
     "ServiceAccount": ("v1", "serviceaccounts"),
     "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
 }
+_PERMANENT = (400, 422)
+"""API answers to a Job creation that no retry can change (the Job as built is invalid)."""
 
 
 def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
@@ -39,44 +51,99 @@ def _path(api_version: str, namespace: str, plural: str, name: str | None = None
     return group_path(api_version, namespace, plural, name)
 
 
+class Backoff:
+    """Capped exponential backoff per key, with jitter; forgotten on success, so its size is
+    bounded by the number of resources failing right now."""
+
+    def __init__(self, initial: float = 1.0, cap: float = 300.0) -> None:
+        self.initial = initial
+        self.cap = cap
+        self._failures: dict[tuple[str, str], int] = {}
+
+    def peek(self, key: tuple[str, str]) -> float:
+        """The delay the next failure of ``key`` will wait (without jitter)."""
+        return float(min(self.cap, self.initial * 2.0 ** self._failures.get(key, 0)))
+
+    def failed(self, key: tuple[str, str]) -> float:
+        delay = self.peek(key)
+        self._failures[key] = self._failures.get(key, 0) + 1
+        return delay * random.uniform(0.8, 1.0)  # noqa: S311 (jitter, not crypto)
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        self._failures.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+
+class _CreateFailed(Exception):
+    """The Job could not be created and that is recorded; retry after the backoff."""
+
+
 class Controller:
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    """Converges DeploymentEmbeddings through the Kubernetes boundary ``kube``. ``clock`` is
+    injected so tests decide what time it is."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: Settings,
+        clock: Clock = lifecycle.utc_now,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.kube = kube
         self.settings = settings
-        self.metrics = RunMetrics(datetime.now(UTC))
-        self._rbac_ready: set[str] = set()
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.metrics = RunMetrics(clock())
 
-    def reconcile(self, namespace: str, name: str) -> None:
-        """Converge one resource. A conflict (someone wrote it meanwhile) means: look again.
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        """Converge one resource; the seconds after which to reconcile it again when this attempt
+        failed, else None. A conflict (someone wrote it meanwhile) means: look again at once."""
+        key = (namespace, name)
+        try:
+            for _ in range(5):
+                body = self.kube.get(resource_path(namespace, name))
+                if body is None:
+                    break
+                try:
+                    self._apply(body, self._plan(body))
+                except KubeError as e:
+                    if e.status == 409 and e.reason == "Conflict":
+                        continue
+                    raise
+                break
+            else:
+                raise RuntimeError("the resource kept changing under reconcile")
+        except _CreateFailed:
+            return self.backoff.failed(key)
+        except Exception as e:
+            delay = self.backoff.failed(key)
+            log.warning(
+                "reconcile of %s/%s failed, retrying in %.0fs: %r", *key, delay, e, exc_info=True
+            )
+            return delay
+        self.backoff.succeeded(key)
+        return None
 
-        It reads the resource afresh rather than trusting the event's body: a queued event may be
-        stale, and a Job is created before the guarded status write, so a stale plan could start
-        a run that was already cancelled.
-        """
-        for _ in range(5):
-            body = self.kube.get(resource_path(namespace, name))
-            if body is None:
-                return
-            try:
-                self._apply(body, self._plan(body))
-            except KubeError as e:
-                if e.status == 409 and e.reason == "Conflict":
-                    continue
-                raise
-            return
-        log.warning("%s/%s kept changing under reconcile; the next event retries", namespace, name)
-
-    def unfinished(self) -> list[tuple[str, str]]:
-        """Resources whose run is in progress, for the periodic resync (status.phase is a
-        selectable field, so the apiserver filters)."""
+    def with_work(self) -> list[tuple[str, str]]:
+        """Resources that may need the operator without an event announcing it (``has_work``),
+        for the periodic resync: runs in progress, and requests, cancels or spec changes an
+        earlier, failed reconcile left unhandled."""
         path = f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
-        running = self.kube.list(path, fieldSelector="status.phase=Running")
-        return [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in running]
+        return [
+            (o["metadata"]["namespace"], o["metadata"]["name"])
+            for o in self.kube.list(path)
+            if has_work(o)
+        ]
 
     def _plan(self, body: Obj) -> Plan:
         status = body.get("status") or {}
         namespace = body["metadata"]["namespace"]
-        job = pods = None
+        job = None
+        pods: list[Obj] = []
+        warnings: list[str] = []
+        now = self.clock()
         if status.get("phase") == "Running" and status.get("jobName"):
             job = self.kube.get(_path("batch/v1", namespace, "jobs", status["jobName"]))
             if job is not None:
@@ -84,36 +151,87 @@ class Controller:
                     core_path(namespace, "pods"),
                     labelSelector=f"batch.kubernetes.io/job-name={status['jobName']}",
                 )
-        return plan(body, job, pods or [], datetime.now(UTC), self.settings)
+                if not pods and overdue(job, now, self.settings):
+                    warnings = self._warnings(namespace, status["jobName"])
+        return plan(body, job, pods, now, self.settings, warnings)
+
+    def _warnings(self, namespace: str, job: str) -> list[str]:
+        """Messages of the Job's Warning Events, oldest first (FailedCreate says why it has no
+        pod: a missing ServiceAccount, a quota, an admission refusal)."""
+        events = self.kube.list(
+            core_path(namespace, "events"),
+            fieldSelector=f"involvedObject.kind=Job,involvedObject.name={job},type=Warning",
+        )
+        events.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return [e.get("message") or e.get("reason") or "" for e in events]
 
     def _apply(self, body: Obj, todo: Plan) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         if todo.create_job:
-            self._ensure_worker_rbac(namespace)
-            self.kube.create(_path("batch/v1", namespace, "jobs"), todo.create_job)
+            try:
+                self._create_job(body, todo.create_job)
+            except KubeError as e:
+                self._record_create_failure(body, todo.create_job, e)
         if todo.delete_job:
             self.kube.delete(_path("batch/v1", namespace, "jobs", todo.delete_job))
         if todo.delete_results:
             delete_previous_runs(self.kube, namespace, name)
-        if todo.status:
+        self._write(body, todo)
+
+    def _write(self, body: Obj, todo: Plan) -> Obj:
+        meta = body["metadata"]
+        if todo.status.model_fields_set:
             body = self.kube.patch(
-                resource_path(namespace, name, "status"),
-                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": todo.status},
+                resource_path(meta["namespace"], meta["name"], "status"),
+                {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": todo.patch},
             )
+        stamp = lifecycle.timestamp(self.clock())
         for event in todo.events:
-            post_event(self.kube, body, event.type, event.reason, event.message, COMPONENT)
+            try:
+                post_event(self.kube, body, event.type, event.reason, event.message, stamp)
+            except KubeError as e:  # the status says it too; an Event is a courtesy
+                log.warning("event %s on %s not posted: %s", event.reason, meta["name"], e)
         self.metrics.observe(body)
+        return body
+
+    def _create_job(self, body: Obj, job: Obj) -> None:
+        """Create the Job, after ensuring its ServiceAccount and rights (every time: someone may
+        have deleted them, and applying unchanged objects is cheap). An existing Job of the same
+        name is adopted only when it is this very run's (owner uid and attempt match)."""
+        namespace = body["metadata"]["namespace"]
+        self._ensure_worker_rbac(namespace)
+        if self.kube.create(_path("batch/v1", namespace, "jobs"), job) is not None:
+            return
+        name = job["metadata"]["name"]
+        found = self.kube.get(_path("batch/v1", namespace, "jobs", name)) or {}
+        owners = {o.get("uid") for o in found.get("metadata", {}).get("ownerReferences") or []}
+        attempt = (found.get("metadata", {}).get("annotations") or {}).get(names.ATTEMPT_ANNOTATION)
+        if body["metadata"]["uid"] in owners and attempt == str(
+            job["metadata"]["annotations"][names.ATTEMPT_ANNOTATION]
+        ):
+            return  # created by an earlier reconcile that crashed before recording it
+        raise KubeError(409, "AlreadyExists", f"a Job named {name} exists and is not this run's")
+
+    def _record_create_failure(self, body: Obj, job: Obj, error: KubeError) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        permanent = error.status in _PERMANENT or error.status == 409
+        todo = plan_create_failure(
+            body,
+            job,
+            error.message,
+            permanent=permanent,
+            now=self.clock(),
+            retry_in=self.backoff.peek(key),
+        )
+        log.warning("Job %s not created: %s", job["metadata"]["name"], error)
+        self._write(body, todo)
+        if not permanent:
+            raise _CreateFailed(error.message) from error
 
     def _ensure_worker_rbac(self, namespace: str) -> None:
-        """The worker's ServiceAccount, Role and RoleBinding, created once per namespace and
-        updated so an upgraded operator's narrower or wider rules take effect."""
-        if namespace in self._rbac_ready:
-            return
+        """The worker's ServiceAccount, Role and RoleBinding, server-side applied: created when
+        missing, updated so an upgraded operator's rules take effect, idempotent otherwise."""
         for obj in build_worker_rbac(namespace, self.settings):
             api_version, plural = _RBAC_PATHS[obj["kind"]]
-            created = self.kube.create(_path(api_version, namespace, plural), obj)
-            if created is None and obj["kind"] == "Role":
-                path = _path(api_version, namespace, plural, obj["metadata"]["name"])
-                self.kube.patch(path, {"rules": obj["rules"]})
-        self._rbac_ready.add(namespace)
+            self.kube.apply(_path(api_version, namespace, plural, obj["metadata"]["name"]), obj)

@@ -6,10 +6,14 @@ pod with nothing to scrape), and are counted once per run, when the operator see
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+
+from embedding_operator.api.lifecycle import parse_time
+from embedding_operator.api.status import ConditionType, Phase
 
 RUNS = Counter("embedding_operator_runs_total", "Finished runs by outcome.", ["outcome", "reason"])
 RUN_DURATION = Histogram(
@@ -29,16 +33,17 @@ VOYAGE_RATE_LIMITED = Counter(
 )
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 class RunMetrics:
-    """Counts each finished run once: only runs that finish after the operator started."""
+    """Counts each finished run once: only runs that finish after the operator started.
 
-    def __init__(self, started: datetime) -> None:
+    Remembers the last ``memory`` counted Jobs (a bounded table, oldest forgotten first): a run
+    is seen finishing by the few reconciles right after it ends, long before that many other
+    runs end."""
+
+    def __init__(self, started: datetime, memory: int = 4096) -> None:
         self._started = started
-        self._counted: set[str] = set()
+        self._memory = memory
+        self._counted: OrderedDict[str, None] = OrderedDict()
 
     def observe(self, body: dict[str, Any]) -> None:
         status = body.get("status") or {}
@@ -47,18 +52,32 @@ class RunMetrics:
             status.get("jobName"),
             status.get("completionTime"),
         )
-        if phase not in ("Completed", "Failed") or not job or not finished or job in self._counted:
+        if (
+            phase not in (Phase.COMPLETED, Phase.FAILED)
+            or not job
+            or not finished
+            or job in self._counted
+        ):
             return
-        if _time(finished) < self._started:
+        if parse_time(finished) < self._started:
             return
-        self._counted.add(job)
+        self._counted[job] = None
+        while len(self._counted) > self._memory:
+            self._counted.popitem(last=False)
         model = body["spec"]["model"]
         reason = next(
-            (c["reason"] for c in status.get("conditions") or [] if c["type"] == "Succeeded"), ""
+            (
+                c["reason"]
+                for c in status.get("conditions") or []
+                if c["type"] == ConditionType.SUCCEEDED
+            ),
+            "",
         )
         RUNS.labels(outcome=phase, reason=reason).inc()
         if status.get("startTime"):
-            RUN_DURATION.observe((_time(finished) - _time(status["startTime"])).total_seconds())
+            RUN_DURATION.observe(
+                (parse_time(finished) - parse_time(status["startTime"])).total_seconds()
+            )
         TOKENS.labels(model=model).inc((status.get("result") or {}).get("totalTokens", 0))
         stats = status.get("stats") or {}
         VOYAGE_REQUESTS.labels(model=model).inc(stats.get("requests", 0))

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 from embedding_operator.api import names
 from embedding_operator.api.names import job_name
+from embedding_operator.api.status import ExitCode
 from embedding_operator.api.types import DeploymentEmbeddingSpec, JobOptions
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import owner_reference
@@ -14,9 +15,6 @@ from embedding_operator.kube import owner_reference
 Obj = dict[str, Any]
 
 WORKER_CONTAINER: Final = "worker"
-PERMANENT_FAILURE_EXIT_CODE: Final = 3
-"""The worker exits with this code when retrying cannot help (bad key, invalid input): the Job's
-podFailurePolicy then fails the Job at once instead of burning its backoff limit."""
 DEFAULT_RESOURCES: Final = {
     "requests": {"cpu": "100m", "memory": "256Mi"},
     "limits": {"memory": "1Gi"},
@@ -32,13 +30,14 @@ def labels(name: str, component: str) -> dict[str, str]:
     }
 
 
-def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:
-    """The batch/v1 Job that runs ``embedding-operator worker`` for one run request."""
+def build_job(body: Obj, run_request: str, attempt: int, settings: Settings) -> Obj:
+    """The batch/v1 Job that runs ``embedding-operator worker`` for run ``attempt`` of the
+    resource, requested by ``run_request``."""
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     spec = DeploymentEmbeddingSpec.model_validate(body["spec"])
     options = spec.job or JobOptions()
-    job = job_name(name, meta["uid"], run_request)
+    job = job_name(name, meta["uid"], run_request, attempt)
     secret = spec.secret_ref
     env: list[Obj] = [
         {
@@ -73,7 +72,10 @@ def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:
             "name": job,
             "namespace": namespace,
             "labels": pod_labels,
-            "annotations": {names.RUN_ANNOTATION: run_request},
+            "annotations": {
+                names.RUN_ANNOTATION: run_request,
+                names.ATTEMPT_ANNOTATION: str(attempt),
+            },
             "ownerReferences": [owner_reference(body, block_owner_deletion=True)],
         },
         "spec": {
@@ -87,7 +89,7 @@ def build_job(body: Obj, run_request: str, settings: Settings) -> Obj:
                         "onExitCodes": {
                             "containerName": WORKER_CONTAINER,
                             "operator": "In",
-                            "values": [PERMANENT_FAILURE_EXIT_CODE],
+                            "values": [int(ExitCode.PERMANENT)],  # fail at once, no backoff
                         },
                     },
                     # An evicted or preempted pod is retried without counting against backoff.

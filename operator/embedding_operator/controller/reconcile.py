@@ -1,9 +1,11 @@
-"""The control loop's decisions, as one pure function of what was observed.
+"""The control loop's decisions, as pure functions of what was observed.
 
 ``plan(...)`` looks at a DeploymentEmbedding, its current Job and that Job's pods, and says what
 to change. It is level-based: called on every event and on a periodic resync, it converges from
 any state (a restarted operator, a missed event) and is idempotent (the Job name is derived from
-the run request, so planning the same run twice creates one Job).
+the resource, its run count and the run request, so planning the same run twice creates one Job).
+``plan_create_failure(...)`` says what to record when the API refused to create that Job.
+Phase changes go through ``api.lifecycle``, the rules the worker follows too.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from embedding_operator.api import names
-from embedding_operator.api import status as st
+from embedding_operator.api import lifecycle, names
+from embedding_operator.api.lifecycle import Status
+from embedding_operator.api.status import ConditionType, Phase, Reason
 from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
 
@@ -40,19 +43,25 @@ class Event:
 class Plan:
     """What to do; an empty plan means the resource has converged."""
 
-    status: Obj = field(default_factory=dict)
-    """A JSON merge patch of ``status`` (None values delete fields)."""
+    status: Status = field(default_factory=Status)
+    """A partial status: only the fields to change are set (explicit None deletes)."""
     create_job: Obj | None = None
     delete_job: str | None = None
     delete_results: bool = False
     events: list[Event] = field(default_factory=list)
 
+    @property
+    def patch(self) -> Obj:
+        """``status`` as the JSON merge patch to send."""
+        return lifecycle.patch_of(self.status)
+
     def __bool__(self) -> bool:
-        return bool(self.status or self.create_job or self.delete_job or self.delete_results)
-
-
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return bool(
+            self.status.model_fields_set
+            or self.create_job
+            or self.delete_job
+            or self.delete_results
+        )
 
 
 def _job_condition(job: Obj, type_: str) -> Obj | None:
@@ -73,76 +82,132 @@ def _terminated_message(pods: list[Obj]) -> str:
     return sorted(messages)[-1][1] if messages else ""
 
 
-def _not_started(pods: list[Obj], now: datetime, timeout: float) -> tuple[str, str] | None:
-    """(reason, message) when a pod has not started within ``timeout`` seconds."""
+def _age(obj: Obj, now: datetime) -> float:
+    return (now - lifecycle.parse_time(obj["metadata"]["creationTimestamp"])).total_seconds()
+
+
+def overdue(job: Obj, now: datetime, settings: Settings) -> bool:
+    """A Job older than the pod start timeout: if it has no pod, why matters (its Events)."""
+    return _age(job, now) >= settings.pod_start_timeout_seconds
+
+
+def _waiting(pods: list[Obj]) -> tuple[Reason, str] | None:
+    """(reason, message) of a worker container that waits on something it cannot start without,
+    e.g. its Secret: known as soon as the kubelet says so, long before the start timeout."""
     for pod in pods:
         pod_status = pod.get("status") or {}
         if pod_status.get("phase") != "Pending":
             continue
-        age = (now - _parse_time(pod["metadata"]["creationTimestamp"])).total_seconds()
-        if age < timeout:
-            continue
         for cs in pod_status.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") in _NOT_STARTING:
-                message = waiting.get("message") or waiting["reason"]
-                if (
-                    waiting["reason"] == "CreateContainerConfigError"
-                    and "secret" in message.lower()
-                ):
-                    return st.SECRET_NOT_FOUND, message
-                return st.POD_NOT_STARTED, f"{waiting['reason']}: {message}"
-        return st.POD_NOT_STARTED, f"the worker pod did not start within {timeout:.0f}s"
+            if waiting.get("reason") not in _NOT_STARTING:
+                continue
+            message = waiting.get("message") or waiting["reason"]
+            if waiting["reason"] == "CreateContainerConfigError":
+                lowered = message.lower()
+                if "couldn't find key" in lowered and "secret" in lowered:
+                    return Reason.SECRET_KEY_NOT_FOUND, message
+                if "secret" in lowered:
+                    return Reason.SECRET_NOT_FOUND, message
+            return Reason.POD_WAITING, f"{waiting['reason']}: {message}"
+    return None
+
+
+def _not_started(
+    job: Obj, pods: list[Obj], job_warnings: list[str], now: datetime, timeout: float
+) -> tuple[Reason, str] | None:
+    """(reason, message) when the run's pod has not started within ``timeout`` seconds: a pod
+    still waiting, or no pod at all (the Job controller could not create one; its Events say
+    why, e.g. a missing ServiceAccount)."""
+    if not pods:
+        if _age(job, now) < timeout:
+            return None
+        why = job_warnings[-1] if job_warnings else "no pod was created"
+        return Reason.POD_NOT_STARTED, f"the Job's pod was not created within {timeout:.0f}s: {why}"
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") != "Pending" or _age(pod, now) < timeout:
+            continue
+        waiting = _waiting([pod])
+        if waiting is None:
+            return Reason.POD_NOT_STARTED, f"the worker pod did not start within {timeout:.0f}s"
+        reason, message = waiting
+        return (Reason.POD_NOT_STARTED if reason == Reason.POD_WAITING else reason), message
     return None
 
 
 class _Planner:
-    def __init__(self, body: Obj, settings: Settings) -> None:
+    def __init__(self, body: Obj, settings: Settings, now: datetime) -> None:
         self.body = body
         self.settings = settings
+        self.now = now
         self.meta = body["metadata"]
         self.generation: int | None = self.meta.get("generation")
-        self.current: Obj = dict(body.get("status") or {})
+        self.current = lifecycle.parse(body.get("status"))
         self.plan = Plan()
 
     @property
-    def phase(self) -> str | None:
-        phase: str | None = self.current.get("phase")
-        return phase
+    def phase(self) -> Phase | None:
+        return self.current.phase
+
+    def apply(self, partial: Status) -> None:
+        self.current = lifecycle.merged(self.current, partial)
+        self.plan.status = lifecycle.merged(self.plan.status, partial)
 
     def set(self, **fields: Any) -> None:
-        self.current.update(fields)
-        self.plan.status.update(fields)
+        self.apply(Status(**fields))
 
-    def transition(self, phase: str, reason: str, message: str, **fields: Any) -> None:
-        conditions = st.merge_conditions(
-            self.current.get("conditions"),
-            *st.phase_conditions(phase, reason, message, self.generation),
+    def transition(self, phase: Phase, reason: str, message: str, **fields: Any) -> None:
+        self.apply(
+            lifecycle.enter(
+                self.current,
+                phase,
+                reason,
+                message,
+                generation=self.generation,
+                now=self.now,
+                **fields,
+            )
         )
-        self.set(phase=phase, message=message, conditions=conditions, **fields)
 
-    def run_request(self, accepted: bool, reason: str, message: str) -> None:
-        cond = st.condition(
-            st.RUN_REQUEST, "True" if accepted else "False", reason, message, self.generation
+    def run_request(
+        self, request: str | None, accepted: bool, reason: Reason, message: str
+    ) -> None:
+        self.apply(
+            lifecycle.note_run_request(
+                self.current,
+                request,
+                accepted,
+                reason,
+                message,
+                generation=self.generation,
+                now=self.now,
+            )
         )
-        self.set(conditions=st.merge_conditions(self.current.get("conditions"), cond))
         self.event("Normal" if accepted else "Warning", reason, message)
 
     def fail(self, reason: str, message: str) -> None:
-        self.transition("Failed", reason, message, completionTime=st.now())
+        self.transition(Phase.FAILED, reason, message)
         self.event("Warning", reason, message)
 
     def event(self, type_: str, reason: str, message: str) -> None:
         self.plan.events.append(Event(type_, reason, message))
 
 
-def plan(body: Obj, job: Obj | None, pods: list[Obj], now: datetime, settings: Settings) -> Plan:
+def plan(
+    body: Obj,
+    job: Obj | None,
+    pods: list[Obj],
+    now: datetime,
+    settings: Settings,
+    job_warnings: list[str] | None = None,
+) -> Plan:
     """Decide what to do about one DeploymentEmbedding.
 
-    ``job`` is the Job named in ``status.jobName`` as read from the API (None when absent), and
-    ``pods`` are that Job's pods.
+    ``job`` is the Job named in ``status.jobName`` as read from the API (None when absent),
+    ``pods`` are that Job's pods, ``job_warnings`` the messages of its Warning Events (read only
+    when the Job is overdue without pods), ``now`` the injected clock's reading.
     """
-    p = _Planner(body, settings)
+    p = _Planner(body, settings, now)
     if p.meta.get("deletionTimestamp"):
         return p.plan
     annotations = p.meta.get("annotations") or {}
@@ -150,61 +215,80 @@ def plan(body: Obj, job: Obj | None, pods: list[Obj], now: datetime, settings: S
     cancel_request = annotations.get(names.CANCEL_ANNOTATION)
     input_count = len(body["spec"].get("inputs") or [])
 
-    spec_changed = p.current.get("observedGeneration") != p.generation
+    spec_changed = p.current.observed_generation != p.generation
     if p.phase is None:
         p.transition(
-            "Pending",
-            st.AWAITING_RUN_REQUEST,
+            Phase.PENDING,
+            Reason.AWAITING_RUN_REQUEST,
             f"waiting for a run request (set the {names.RUN_ANNOTATION} annotation)",
-            observedGeneration=p.generation,
-            inputCount=input_count,
+            observed_generation=p.generation,
+            input_count=input_count,
         )
-    elif spec_changed and p.phase in ("Completed", "Failed"):
+    elif spec_changed and p.phase.finished:
         p.transition(
-            "Pending",
-            st.SPEC_CHANGED,
+            Phase.PENDING,
+            Reason.SPEC_CHANGED,
             "the spec changed, so the previous result was removed; request a run to embed again",
-            observedGeneration=p.generation,
-            inputCount=input_count,
+            observed_generation=p.generation,
+            input_count=input_count,
             result=None,
             stats=None,
-            jobName=None,
-            startTime=None,
-            completionTime=None,
+            job_name=None,
+            start_time=None,
+            completion_time=None,
         )
         p.plan.delete_results = True
-        p.event("Normal", st.SPEC_CHANGED, "spec changed: previous result removed")
-    elif spec_changed and p.phase == "Pending":
-        p.set(observedGeneration=p.generation, inputCount=input_count)
+        p.event("Normal", Reason.SPEC_CHANGED, "spec changed: previous result removed")
+    elif spec_changed and p.phase == Phase.PENDING:
+        p.set(observed_generation=p.generation, input_count=input_count)
 
-    if p.phase == "Running":
-        _plan_running(p, job, pods, now, cancel_request, run_request)
-    elif cancel_request and cancel_request != p.current.get("lastHandledCancelRequest"):
-        p.set(lastHandledCancelRequest=cancel_request)
-        p.event("Normal", "CancelIgnored", f"nothing to cancel: the resource is {p.phase}")
+    if p.phase == Phase.RUNNING:
+        _plan_running(p, job, pods, job_warnings or [], cancel_request, run_request)
+    elif cancel_request and cancel_request != p.current.last_handled_cancel_request:
+        p.set(last_handled_cancel_request=cancel_request)
+        p.event("Normal", Reason.CANCEL_IGNORED, f"nothing to cancel: the resource is {p.phase}")
 
-    if run_request and run_request != p.current.get("lastHandledRunRequest"):
+    if run_request and run_request != p.current.last_handled_run_request:
         _plan_run_request(p, run_request)
     return p.plan
+
+
+def has_work(body: Obj) -> bool:
+    """Whether a resource may need the operator without any event announcing it: a run in
+    progress (its pod may never start), or a request, a cancel or a spec change not handled yet
+    (an earlier reconcile failed). The periodic resync reconciles exactly these."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    return (
+        status.get("phase") in (None, Phase.RUNNING)
+        or status.get("observedGeneration") != meta.get("generation")
+        or annotations.get(names.RUN_ANNOTATION, status.get("lastHandledRunRequest"))
+        != status.get("lastHandledRunRequest")
+        or annotations.get(names.CANCEL_ANNOTATION, status.get("lastHandledCancelRequest"))
+        != status.get("lastHandledCancelRequest")
+    )
 
 
 def _plan_running(
     p: _Planner,
     job: Obj | None,
     pods: list[Obj],
-    now: datetime,
+    job_warnings: list[str],
     cancel_request: str | None,
     run_request: str | None,
 ) -> None:
-    job_name = p.current.get("jobName")
-    last_error = p.current.get("message") or ""
-    if cancel_request and cancel_request != p.current.get("lastHandledCancelRequest"):
+    job_name = p.current.job_name
+    last_error = p.current.message or ""
+    if cancel_request and cancel_request != p.current.last_handled_cancel_request:
         p.plan.delete_job = job_name if job is not None else None
-        p.set(lastHandledCancelRequest=cancel_request)
-        p.fail(st.CANCELLED, f"cancelled by the {names.CANCEL_ANNOTATION} annotation")
+        p.set(last_handled_cancel_request=cancel_request)
+        p.fail(Reason.CANCELLED, f"cancelled by the {names.CANCEL_ANNOTATION} annotation")
         return
     if job is None:
-        p.fail(st.JOB_DELETED, f"the Job {job_name} was deleted before the run finished")
+        p.fail(Reason.JOB_DELETED, f"the Job {job_name} was deleted before the run finished")
         return
     failed = _job_condition(job, "Failed")
     if failed:
@@ -214,45 +298,108 @@ def _plan_running(
         p.fail(reason, f"{message}; last worker error: {detail}" if detail else message)
         return
     if _job_condition(job, "Complete"):
-        p.fail(st.WORKER_LOST, f"the Job {job_name} succeeded but its worker wrote no result")
+        p.fail(Reason.WORKER_LOST, f"the Job {job_name} succeeded but its worker wrote no result")
         return
-    stuck = _not_started(pods, now, p.settings.pod_start_timeout_seconds)
+    stuck = _not_started(job, pods, job_warnings, p.now, p.settings.pod_start_timeout_seconds)
     if stuck:
         p.plan.delete_job = job_name
         p.fail(*stuck)
         return
-    if run_request and run_request != p.current.get("lastHandledRunRequest"):
-        p.set(lastHandledRunRequest=run_request)
+    waiting = _waiting(pods)
+    if waiting:
+        _note_waiting(p, *waiting)
+    if run_request and run_request != p.current.last_handled_run_request:
         p.run_request(
+            run_request,
             False,
-            st.IGNORED_WHILE_RUNNING,
+            Reason.IGNORED_WHILE_RUNNING,
             f"run request {run_request!r} ignored: a run is already in progress",
         )
 
 
+def _note_waiting(p: _Planner, reason: Reason, message: str) -> None:
+    """Say what the pod waits for as soon as it is known (once per distinct message)."""
+    timeout = p.settings.pod_start_timeout_seconds
+    text = (
+        f"the worker pod is waiting: {message} "
+        f"(the run fails if it has not started within {timeout:.0f}s)"
+    )
+    if p.current.message == text:
+        return
+    p.transition(Phase.RUNNING, reason, text)
+    p.event("Warning", reason, text)
+
+
 def _plan_run_request(p: _Planner, run_request: str) -> None:
-    if p.phase == "Running":
+    if p.phase == Phase.RUNNING:
         return  # handled in _plan_running
-    p.set(lastHandledRunRequest=run_request)
-    if p.phase == "Completed":
+    if p.phase == Phase.COMPLETED:
         p.run_request(
+            run_request,
             False,
-            st.COMPLETED_UNCHANGED,
+            Reason.COMPLETED_UNCHANGED,
             "cannot run completed jobs: the spec has not changed since the last "
             "successful run; change the spec to run again",
         )
         return
-    job = build_job(p.body, run_request, p.settings)
+    attempt = (p.current.run_count or 0) + 1
+    job = build_job(p.body, run_request, attempt, p.settings)
     name = job["metadata"]["name"]
     p.plan.create_job = job
-    p.run_request(True, st.ACCEPTED, f"run request {run_request!r} accepted: Job {name}")
+    p.run_request(
+        run_request, True, Reason.ACCEPTED, f"run request {run_request!r} accepted: Job {name}"
+    )
     p.transition(
-        "Running",
-        st.JOB_CREATED,
+        Phase.RUNNING,
+        Reason.JOB_CREATED,
         f"Job {name} created",
-        jobName=name,
-        startTime=st.now(),
-        completionTime=None,
+        job_name=name,
+        run_count=attempt,
+        start_time=p.now,
+        completion_time=None,
         result=None,
         stats=None,
     )
+
+
+def plan_create_failure(
+    body: Obj, create_job: Obj, message: str, *, permanent: bool, now: datetime, retry_in: float
+) -> Plan:
+    """What to record when the API refused the planned Job.
+
+    ``permanent`` (the API said Invalid, 422) means no retry can help until the spec changes: the
+    run request is handled and the resource ``Failed`` with reason InvalidJobSpec. Anything else
+    (a quota, missing rights, an outage) may pass: the request stays unhandled so the reconcile
+    is retried with backoff, and the RunRequest condition says what failed and when the next
+    attempt comes.
+    """
+    p = _Planner(body, Settings(), now)
+    request = create_job["metadata"]["annotations"][names.RUN_ANNOTATION]
+    job = create_job["metadata"]["name"]
+    if p.phase is None:
+        p.set(observed_generation=p.generation, input_count=len(body["spec"].get("inputs") or []))
+    if permanent:
+        text = f"the Job {job} is invalid, so the run cannot start: {message}; fix spec.job"
+        p.run_request(request, False, Reason.INVALID_JOB_SPEC, text)
+        p.transition(
+            Phase.FAILED,
+            Reason.INVALID_JOB_SPEC,
+            text,
+            job_name=None,
+            run_count=(p.current.run_count or 0) + 1,
+            result=None,
+            stats=None,
+        )
+        return p.plan
+    failure = f"the Job {job} could not be created: {message}"
+    text = f"{failure}; retrying in {retry_in:.0f}s"
+    before = lifecycle.find(p.current.conditions, ConditionType.RUN_REQUEST)
+    repeated = before is not None and before.message.startswith(failure)
+    if p.phase is None:
+        p.transition(Phase.PENDING, Reason.JOB_CREATE_FAILED, text)
+    else:
+        p.set(message=text)
+    p.run_request(None, False, Reason.JOB_CREATE_FAILED, text)  # still unhandled: retried
+    if repeated:  # one Event per distinct failure, not one per retry
+        p.plan.events.clear()
+    return p.plan

@@ -27,6 +27,8 @@ log = logging.getLogger("embedding_operator.restapi")
 
 THREADS = 16
 """Concurrent calls to kube-apiserver (each request makes two or three)."""
+FIELD_MANAGER = "embedding-operator-api-server"
+"""Names the REST server's writes in managedFields."""
 
 
 def requestheader_config(args: argparse.Namespace, kube: Kube) -> RequestHeaderConfig:
@@ -42,7 +44,7 @@ def requestheader_config(args: argparse.Namespace, kube: Kube) -> RequestHeaderC
 
 async def serve(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS))
-    kube = Kube.from_environment()
+    kube = Kube.from_environment(FIELD_MANAGER)
     config = requestheader_config(args, kube)
     api = RestApi(kube, config, args.max_request_bytes)
     context = server_context(args.tls_cert_file, args.tls_private_key_file, config)

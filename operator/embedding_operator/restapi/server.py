@@ -276,7 +276,8 @@ class RestApi:
                 },
             )
         out = records.record(obj, with_result=False)
-        out["jobId"] = names.job_name(name, meta["uid"], value)
+        attempt = (status.get("runCount") or 0) + 1  # the run this request starts
+        out["jobId"] = names.job_name(name, meta["uid"], value, attempt)
         return _json(out, 202)
 
     # -- discovery, health ---------------------------------------------------------------

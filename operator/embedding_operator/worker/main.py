@@ -2,12 +2,7 @@
 
 It reads its resource from the API (inputs never travel in arguments or the environment), embeds
 through the Voyage layer, streams the vectors to the inline or chunked store, and writes the
-outcome to the status. Exit codes tell the Job what to do next:
-
-- 0: done (Completed written, or the run is no longer current: nothing to do);
-- 1: a transient failure outlasted the worker's retries: the Job may retry the pod;
-- 3: retrying cannot help (bad key, invalid input, result too large): Failed is written and the
-  Job's podFailurePolicy fails the Job at once.
+outcome to the status. Its exit code tells the Job what to do next (``api.status.ExitCode``).
 """
 
 from __future__ import annotations
@@ -16,10 +11,14 @@ import asyncio
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from embedding_operator.api import status as st
-from embedding_operator.api.types import DeploymentEmbeddingSpec
+from embedding_operator.api import lifecycle
+from embedding_operator.api.lifecycle import Clock
+from embedding_operator.api.status import ExitCode, Phase, Reason
+from embedding_operator.api.types import DeploymentEmbeddingSpec, JobOptions
+from embedding_operator.api.types import RunStats as RecordedStats
 from embedding_operator.kube import Kube
 from embedding_operator.storage import (
     ResultLayout,
@@ -43,27 +42,49 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("embedding_operator.worker")
 
-PERMANENT = 3
-TRANSIENT = 1
+FIELD_MANAGER = "embedding-operator-worker"
 PROGRESS_INTERVAL = 5.0
 """Seconds between progress messages in the status (each is an API write)."""
 RECORD_TIMEOUT = 300.0
 """How long a pod waits for the operator to record its run (see StatusWriter.await_current)."""
 
 
-def run_worker(namespace: str, name: str, job: str) -> int:
-    kube = Kube.from_environment()
-    writer = StatusWriter(kube, namespace, name, job)
+FINAL_WRITE_MARGIN = 15.0
+"""Seconds before the Job's deadline at which a final status write stops retrying."""
+
+
+def run_worker(
+    namespace: str,
+    name: str,
+    job: str,
+    kube: Kube | None = None,
+    clock: Clock = lifecycle.utc_now,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """One run; the exit code for the Job. ``kube``, ``clock`` and ``sleep`` are injected by
+    tests."""
+    kube = kube or Kube.from_environment(FIELD_MANAGER)
+    writer = StatusWriter(kube, namespace, name, job, clock=clock, sleep=sleep)
     try:
         body = writer.await_current(RECORD_TIMEOUT)
         return _run(kube, writer, job, body)
     except Superseded as e:
         log.info("nothing to do: %s", e)
-        return 0
-    except TimeoutError as e:
+        return ExitCode.OK
+    except Exception as e:  # the API stayed away, or the write kept conflicting
         log.error("%s", e)
         print(e, file=sys.stderr)
-        return TRANSIENT
+        return ExitCode.TRANSIENT
+
+
+def _patience(body: dict[str, Any], clock: Clock) -> float:
+    """How long a final status write may keep retrying: until shortly before the Job's deadline
+    (``startTime`` is when the operator created the Job)."""
+    spec = DeploymentEmbeddingSpec.model_validate(body["spec"])
+    deadline = (spec.job or JobOptions()).active_deadline_seconds
+    started = lifecycle.parse(body.get("status")).start_time or clock()
+    left = deadline - (clock() - started).total_seconds() - FINAL_WRITE_MARGIN
+    return max(left, 30.0)
 
 
 def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> int:
@@ -72,10 +93,12 @@ def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> in
         client = ClientSettings.from_env()
     except ValueError as e:
         ref = spec.secret_ref
-        return _fail(writer, st.VOYAGE_ERROR, f"{e} (from Secret {ref.name}, key {ref.key})")
+        return _fail(
+            writer, body, Reason.VOYAGE_ERROR, f"{e} (from Secret {ref.name}, key {ref.key})"
+        )
     count = len(spec.inputs)
     started = f"embedding {count} inputs with {spec.model}"
-    writer.write({"message": started}, phase="Running", reason=st.EMBEDDING)
+    writer.write(started, phase=Phase.RUNNING, reason=Reason.EMBEDDING)
     log.info("%s (job %s)", started, job)
 
     layout = ResultLayout.for_spec(spec)
@@ -86,15 +109,15 @@ def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> in
             embed_spec(spec, sink, client=client, on_progress=_progress_reporter(writer, count))
         )
     except ResultTooLargeError as e:
-        return _fail(writer, st.RESULT_TOO_LARGE, str(e))
+        return _fail(writer, body, Reason.RESULT_TOO_LARGE, str(e))
     except VoyageUnavailableError as e:
         message = scrub(str(e), [client.api_key])
-        writer.write({"message": f"attempt failed, the Job may retry: {message}"})
+        writer.write(f"attempt failed, the Job may retry: {message}")
         print(message, file=sys.stderr)  # the pod's termination message
-        return TRANSIENT
+        return ExitCode.TRANSIENT
     except EmbeddingError as e:
-        return _fail(writer, st.VOYAGE_ERROR, scrub(str(e), [client.api_key]))
-    code = _complete(writer, stats)
+        return _fail(writer, body, Reason.VOYAGE_ERROR, scrub(str(e), [client.api_key]))
+    code = _complete(writer, body, stats)
     _sweep_earlier_chunks(kube, body, job)
     return code
 
@@ -125,7 +148,7 @@ def _progress_reporter(writer: StatusWriter, count: int) -> Any:
             return
         last = time.monotonic()
         try:
-            writer.write({"message": f"embedded {progress.done} of {count} inputs"})
+            writer.write(f"embedded {progress.done} of {count} inputs")
         except Superseded:
             raise
         except Exception as e:  # progress is a courtesy; the run goes on
@@ -134,29 +157,25 @@ def _progress_reporter(writer: StatusWriter, count: int) -> Any:
     return report
 
 
-def _complete(writer: StatusWriter, stats: RunStats) -> int:
+def _complete(writer: StatusWriter, body: dict[str, Any], stats: RunStats) -> int:
     assert stats.result is not None
     message = (
         f"embedded {stats.result.count} inputs: {stats.total_tokens} tokens in "
         f"{stats.requests} requests ({stats.elapsed:.1f}s)"
     )
     writer.write(
-        {
-            "message": message,
-            "completionTime": st.now(),
-            "result": stats.result.to_dict(),
-            "stats": {
-                "requests": stats.requests,
-                "retries": stats.retries,
-                "rateLimited": stats.throttled,
-            },
-        },
-        phase="Completed",
-        reason=st.COMPLETED,
+        message,
+        phase=Phase.COMPLETED,
+        reason=Reason.COMPLETED,
+        patience=_patience(body, writer.clock),
+        result=stats.result,
+        stats=RecordedStats(
+            requests=stats.requests, retries=stats.retries, rate_limited=stats.throttled
+        ),
     )
-    writer.event("Normal", st.COMPLETED, message)
+    writer.event("Normal", Reason.COMPLETED, message)
     log.info("%s", message)
-    return 0
+    return ExitCode.OK
 
 
 def _sweep_earlier_chunks(kube: Kube, body: dict[str, Any], job: str) -> None:
@@ -171,9 +190,9 @@ def _sweep_earlier_chunks(kube: Kube, body: dict[str, Any], job: str) -> None:
         log.warning("earlier result chunks not removed: %s", e)
 
 
-def _fail(writer: StatusWriter, reason: str, message: str) -> int:
-    writer.write({"message": message, "completionTime": st.now()}, phase="Failed", reason=reason)
+def _fail(writer: StatusWriter, body: dict[str, Any], reason: Reason, message: str) -> int:
+    writer.write(message, phase=Phase.FAILED, reason=reason, patience=_patience(body, writer.clock))
     writer.event("Warning", reason, message)
     log.error("%s: %s", reason, message)
     print(message, file=sys.stderr)
-    return PERMANENT
+    return ExitCode.PERMANENT

@@ -1,0 +1,326 @@
+"""The Kubernetes glue without a cluster: ``Controller``, the worker's ``StatusWriter`` and
+``run_worker`` against the in-memory API (tests/fake_kube.py), with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from embedding_operator.api import names
+from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
+from embedding_operator.controller.handlers import Serial
+from embedding_operator.controller.loop import Backoff, Controller
+from embedding_operator.controller.reconcile import has_work
+from embedding_operator.controller.settings import Settings
+from embedding_operator.kube import RetryPolicy
+from embedding_operator.worker.main import run_worker
+from embedding_operator.worker.status import StatusWriter
+from tests.fake_kube import FakeApi
+from tests.unit.conftest import API_KEY
+from tests.voyage_standin import StandIn
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+G = f"{names.GROUP}/{names.VERSION}"
+SETTINGS = Settings(image="embedding-operator:test", pod_start_timeout_seconds=60)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def new_api(run: str | None = "r1", inputs: list[str] | None = None) -> FakeApi:
+    api = FakeApi()
+    meta: dict[str, Any] = {"name": "demo", "namespace": "ns"}
+    if run:
+        meta["annotations"] = {names.RUN_ANNOTATION: run}
+    api.put(
+        G,
+        names.PLURAL,
+        {
+            "apiVersion": G,
+            "kind": names.KIND,
+            "metadata": meta,
+            "spec": {"inputs": inputs or ["a", "b", "c"], "model": "voyage-3.5"},
+        },
+    )
+    return api
+
+
+def controller(api: FakeApi, clock: Clock | None = None) -> Controller:
+    return Controller(
+        api.kube("embedding-operator"), SETTINGS, clock=clock or Clock(), backoff=Backoff()
+    )
+
+
+def resource(api: FakeApi) -> dict[str, Any]:
+    found = api.find(G, names.PLURAL, "ns", "demo")
+    assert found is not None
+    return found
+
+
+def status(api: FakeApi) -> dict[str, Any]:
+    out: dict[str, Any] = resource(api).get("status") or {}
+    return out
+
+
+def condition(api: FakeApi, type_: str) -> dict[str, Any]:
+    return next(c for c in status(api)["conditions"] if c["type"] == type_)
+
+
+def events(api: FakeApi) -> list[tuple[str, str]]:
+    return [(e["type"], e["reason"]) for e in api.all("v1", "events", "ns")]
+
+
+def annotate(api: FakeApi, key: str, value: str) -> None:
+    resource(api)["metadata"].setdefault("annotations", {})[key] = value
+
+
+def edit_spec(api: FakeApi, inputs: list[str]) -> None:
+    body = resource(api)
+    body["spec"]["inputs"] = inputs
+    body["metadata"]["generation"] += 1
+
+
+def finish(api: FakeApi, phase: Phase = Phase.COMPLETED) -> None:
+    """What a worker would write at the end of its run, and its Job succeeding."""
+    job = api.find("batch/v1", "jobs", "ns", status(api)["jobName"])
+    assert job is not None
+    job["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    status(api).update(phase=phase, completionTime="2026-11-28T12:01:00Z")
+
+
+def test_a_run_request_creates_the_job_and_the_workers_rights() -> None:
+    api = new_api()
+    assert controller(api).reconcile("ns", "demo") is None
+    [job] = api.all("batch/v1", "jobs", "ns")
+    assert status(api)["phase"] == "Running" and status(api)["jobName"] == job["metadata"]["name"]
+    assert status(api)["runCount"] == 1
+    assert job["metadata"]["annotations"][names.ATTEMPT_ANNOTATION] == "1"
+    assert job["metadata"]["managedFields"][0]["manager"] == "embedding-operator"
+    for plural in ("serviceaccounts", "roles", "rolebindings"):
+        api_version = "v1" if plural == "serviceaccounts" else "rbac.authorization.k8s.io/v1"
+        assert api.all(api_version, plural, "ns"), plural
+    assert ("Normal", "Accepted") in events(api)
+    assert not has_work(resource(api)) or status(api)["phase"] == "Running"
+
+
+def test_a_refused_job_is_recorded_retried_with_backoff_and_recovers() -> None:
+    api = new_api()
+    control = controller(api)
+    quota = 'jobs "demo-x" is forbidden: exceeded quota: jobs, requested: count/jobs.batch=1'
+    api.fail("POST", "/jobs", 403, times=2, message=quota)
+    first = control.reconcile("ns", "demo")
+    assert first is not None and 0 < first <= 1.0
+    assert status(api)["phase"] == "Pending"
+    refused = condition(api, ConditionType.RUN_REQUEST)
+    assert (refused["status"], refused["reason"]) == ("False", Reason.JOB_CREATE_FAILED)
+    assert quota in refused["message"] and "retrying in" in refused["message"]
+    assert "lastHandledRunRequest" not in status(api)
+    assert has_work(resource(api))  # the resync will come back to it too
+    second = control.reconcile("ns", "demo")
+    assert second is not None and second > first  # exponential
+    assert events(api).count(("Warning", Reason.JOB_CREATE_FAILED)) == 1  # no Event per retry
+    assert control.reconcile("ns", "demo") is None  # the quota is lifted
+    assert status(api)["phase"] == "Running" and len(api.all("batch/v1", "jobs", "ns")) == 1
+    assert len(control.backoff) == 0  # forgotten on success
+
+
+def test_an_invalid_job_fails_the_run_with_the_apis_message() -> None:
+    api = new_api()
+    api.fail("POST", "/jobs", 422, message='Job.batch "x" is invalid: spec.template...: "lots"')
+    assert controller(api).reconcile("ns", "demo") is None  # nothing to retry
+    assert status(api)["phase"] == "Failed"
+    assert condition(api, ConditionType.SUCCEEDED)["reason"] == Reason.INVALID_JOB_SPEC
+    assert '"lots"' in status(api)["message"]
+    assert status(api)["lastHandledRunRequest"] == "r1"
+    assert ("Warning", Reason.INVALID_JOB_SPEC) in events(api)
+    assert not has_work(resource(api))
+
+
+def test_going_back_to_an_earlier_run_request_value_starts_a_new_run() -> None:
+    api = new_api("first-run")
+    control = controller(api)
+    control.reconcile("ns", "demo")
+    first_job = status(api)["jobName"]
+    finish(api)
+    annotate(api, names.RUN_ANNOTATION, "r2")
+    edit_spec(api, ["x"])
+    control.reconcile("ns", "demo")
+    finish(api)
+    edit_spec(api, ["y"])  # the GitOps form: the manifest's value comes back with the edit
+    annotate(api, names.RUN_ANNOTATION, "first-run")
+    control.reconcile("ns", "demo")
+    assert status(api)["phase"] == "Running", status(api)["message"]
+    assert status(api)["jobName"] != first_job and status(api)["runCount"] == 3
+    assert len(api.all("batch/v1", "jobs", "ns")) == 3
+
+
+def test_a_job_of_the_same_name_that_is_not_this_runs_is_not_adopted() -> None:
+    api = new_api()
+    control = controller(api)
+    from embedding_operator.controller.objects import build_job
+
+    impostor = build_job(resource(api), "r1", 1, SETTINGS)
+    impostor["metadata"]["annotations"][names.ATTEMPT_ANNOTATION] = "7"
+    api.put("batch/v1", "jobs", impostor)
+    assert control.reconcile("ns", "demo") is None
+    assert status(api)["phase"] == "Failed" and "not this run's" in status(api)["message"]
+
+
+def test_a_job_created_before_a_crash_is_adopted() -> None:
+    api = new_api()
+    from embedding_operator.controller.objects import build_job
+
+    api.put("batch/v1", "jobs", build_job(resource(api), "r1", 1, SETTINGS))
+    assert controller(api).reconcile("ns", "demo") is None
+    assert status(api)["phase"] == "Running" and len(api.all("batch/v1", "jobs", "ns")) == 1
+
+
+def test_the_workers_rights_are_ensured_on_every_job_creation() -> None:
+    api = new_api()
+    control = controller(api)
+    control.reconcile("ns", "demo")
+    api.remove("v1", "serviceaccounts", "ns", SETTINGS.worker_service_account)
+    finish(api, Phase.FAILED)
+    annotate(api, names.RUN_ANNOTATION, "r2")
+    control.reconcile("ns", "demo")
+    assert api.find("v1", "serviceaccounts", "ns", SETTINGS.worker_service_account)
+
+
+def test_a_job_without_pods_fails_past_the_start_timeout_with_its_events_message() -> None:
+    api = new_api()
+    clock = Clock()
+    control = controller(api, clock)
+    control.reconcile("ns", "demo")
+    job = status(api)["jobName"]
+    why = 'Error creating: pods "x" is forbidden: serviceaccount "worker" not found'
+    api.put(
+        "v1",
+        "events",
+        {
+            "metadata": {"name": "e1", "namespace": "ns"},
+            "involvedObject": {"kind": "Job", "name": job},
+            "type": "Warning",
+            "reason": "FailedCreate",
+            "message": why,
+        },
+    )
+    clock.now = NOW + timedelta(seconds=30)
+    control.reconcile("ns", "demo")
+    assert status(api)["phase"] == "Running"
+    clock.now = NOW + timedelta(seconds=61)
+    control.reconcile("ns", "demo")
+    assert status(api)["phase"] == "Failed" and why in status(api)["message"]
+    assert condition(api, ConditionType.SUCCEEDED)["reason"] == Reason.POD_NOT_STARTED
+    assert api.find("batch/v1", "jobs", "ns", job) is None  # deleted
+
+
+def test_a_write_conflict_makes_the_reconcile_look_again() -> None:
+    api = new_api()
+    api.fail("PATCH", "/status", 409, message="the object has been modified")
+    assert controller(api).reconcile("ns", "demo") is None
+    assert status(api)["phase"] == "Running"
+
+
+def test_an_api_outage_is_retried_later_not_raised() -> None:
+    api = new_api()
+    api.fail("GET", "/deploymentembeddings/demo", 503, times=1_000)
+    delay = controller(api).reconcile("ns", "demo")
+    assert delay is not None and delay > 0
+
+
+def test_per_resource_state_is_bounded_by_the_work_in_flight() -> None:
+    async def main() -> int:
+        serial = Serial()
+
+        async def one(i: int) -> None:
+            async with serial.hold(("ns", f"r{i % 7}")):
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*(one(i) for i in range(100)))
+        return len(serial)
+
+    assert asyncio.run(main()) == 0
+
+
+def test_metrics_remember_a_bounded_number_of_runs() -> None:
+    from embedding_operator.controller.metrics import RunMetrics
+
+    metrics = RunMetrics(NOW, memory=10)
+    for i in range(50):
+        metrics.observe(
+            {
+                "spec": {"model": "voyage-3.5"},
+                "status": {
+                    "phase": "Completed",
+                    "jobName": f"j{i}",
+                    "completionTime": "2026-11-28T12:01:00Z",
+                },
+            }
+        )
+    assert len(metrics._counted) == 10
+
+
+# -- the worker ---------------------------------------------------------------------------------
+
+
+def running_api(inputs: list[str] | None = None) -> tuple[FakeApi, str]:
+    api = new_api(inputs=inputs)
+    controller(api).reconcile("ns", "demo")
+    return api, status(api)["jobName"]
+
+
+def test_the_final_write_outlasts_an_api_outage() -> None:
+    api, job = running_api()
+    slept: list[float] = []
+    kube = api.kube("embedding-operator-worker", policy=RetryPolicy(timeout=1, budget=0))
+    writer = StatusWriter(kube, "ns", "demo", job, sleep=slept.append)
+    api.fail("PATCH", "/status", 503, times=10)  # minutes of outage at the writer's pace
+    api.fail("GET", "/deploymentembeddings/demo", 0, times=5)  # and dropped connections
+    writer.write("done", phase=Phase.COMPLETED, reason=Reason.COMPLETED, patience=600)
+    assert status(api)["phase"] == "Completed"
+    assert len(slept) == 15 and sum(slept) > 40  # it waited between attempts
+    managers = {f["manager"] for f in resource(api)["metadata"]["managedFields"]}
+    assert "embedding-operator-worker" in managers
+
+
+def test_a_write_without_patience_gives_up_on_an_outage() -> None:
+    from embedding_operator.kube import KubeError
+
+    api, job = running_api()
+    kube = api.kube(policy=RetryPolicy(timeout=1, budget=0))
+    writer = StatusWriter(kube, "ns", "demo", job, sleep=lambda _: None)
+    api.fail("PATCH", "/status", 503, times=10_000)
+    with pytest.raises(KubeError):
+        writer.write("done", phase=Phase.COMPLETED, reason=Reason.COMPLETED)
+
+
+def test_run_worker_completes_and_does_not_pay_twice_across_an_outage(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
+    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+    api, job = running_api(["alpha", "beta"])
+    kube = api.kube("embedding-operator-worker", policy=RetryPolicy(timeout=1, budget=0))
+    # the "embedding" write goes through; the final one meets an outage
+    api.fail("PATCH", "/status", 503, times=6, after=1)
+    slept: list[float] = []
+    assert run_worker("ns", "demo", job, kube=kube, clock=Clock(), sleep=slept.append) == 0
+    assert len(slept) == 6
+    assert status(api)["phase"] == "Completed", status(api)["message"]
+    assert len(status(api)["result"]["embeddings"]) == 2
+    assert standin.stats.inputs == 2  # each input paid for once
+    assert condition(api, ConditionType.SUCCEEDED)["reason"] == Reason.COMPLETED
+
+
+def test_run_worker_of_a_superseded_run_does_nothing() -> None:
+    api, _ = running_api()
+    assert run_worker("ns", "demo", "someone-elses-job", kube=api.kube()) == ExitCode.OK
+    assert status(api)["phase"] == "Running"

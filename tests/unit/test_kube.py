@@ -1,0 +1,93 @@
+"""The Kubernetes boundary against the in-memory API: verbs, errors, retries, field managers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from embedding_operator.kube import Connection, Kube, KubeError, RetryPolicy, core_path
+from tests.fake_kube import FakeApi
+
+CM = core_path("ns", "configmaps")
+
+
+def test_verbs_speak_plain_dicts_and_name_the_field_manager() -> None:
+    api = FakeApi()
+    kube = api.kube("embedding-operator")
+    made = kube.create(CM, {"metadata": {"name": "a"}, "data": {"k": "v"}})
+    assert made is not None and made["metadata"]["uid"]
+    assert kube.create(CM, {"metadata": {"name": "a"}}) is None  # AlreadyExists: idempotent
+    assert kube.get(core_path("ns", "configmaps", "a"))["data"] == {"k": "v"}  # type: ignore[index]
+    assert kube.get(core_path("ns", "configmaps", "gone")) is None
+    kube.patch(core_path("ns", "configmaps", "a"), {"data": {"k": "w"}})
+    assert [o["data"] for o in kube.list(CM)] == [{"k": "w"}]
+    assert kube.delete(core_path("ns", "configmaps", "a")) is True
+    assert kube.delete(core_path("ns", "configmaps", "a")) is False
+    writes = [r for r in api.requests if r.method in ("POST", "PATCH")]
+    assert writes and all(r.params["fieldManager"] == "embedding-operator" for r in writes)
+    reads = [r for r in api.requests if r.method == "GET"]
+    assert all("fieldManager" not in r.params for r in reads)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503, 0])
+def test_transient_failures_are_retried_within_the_budget(status: int) -> None:
+    api = FakeApi()
+    api.fail("POST", "/configmaps", status, times=3, retry_after="0")
+    assert api.kube().create(CM, {"metadata": {"name": "a"}}) is not None
+    assert sum(r.method == "POST" for r in api.requests) == 4
+
+
+def test_retry_after_is_honoured() -> None:
+    api = FakeApi()
+    api.fail("GET", "/configmaps", 429, times=1, retry_after="0.3")
+    policy = RetryPolicy(timeout=1, budget=5, initial_backoff=0.001, max_backoff=0.5)
+    started = time.monotonic()
+    api.kube(policy=policy).list(CM)
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_burst_longer_than_the_budget_raises_the_last_error() -> None:
+    api = FakeApi()
+    api.fail("GET", "/configmaps", 503, times=10_000, message="etcd unavailable")
+    with pytest.raises(KubeError) as info:
+        api.kube().list(CM)
+    assert info.value.status == 503 and "etcd unavailable" in info.value.message
+    assert 1 < len(api.requests) < 10_000
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
+def test_answers_that_will_not_change_are_not_retried(status: int) -> None:
+    api = FakeApi()
+    api.fail("PATCH", "/configmaps", status, times=5)
+    with pytest.raises(KubeError) as info:
+        api.kube().patch(core_path("ns", "configmaps", "a"), {"data": {}})
+    assert info.value.status == status and not info.value.transient
+    assert len(api.requests) == 1
+
+
+def test_a_call_that_never_answers_times_out() -> None:
+    def hang(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("no answer", request=request)
+
+    kube = Kube(
+        Connection(host="http://fake-api"),
+        field_manager="t",
+        policy=RetryPolicy(timeout=0.1, budget=0.3, initial_backoff=0.01, max_backoff=0.05),
+        transport=httpx.MockTransport(hang),
+    )
+    with pytest.raises(KubeError) as info:
+        kube.get(CM)
+    assert info.value.status == 0 and info.value.reason == "Timeout"
+
+
+def test_server_side_apply_creates_then_updates() -> None:
+    api = FakeApi()
+    kube = api.kube("embedding-operator")
+    path = core_path("ns", "serviceaccounts", "w")
+    kube.apply(path, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "w"}})
+    kube.apply(path, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "w"}})
+    assert len(api.all("v1", "serviceaccounts")) == 1
+    [first, second] = api.requests
+    assert first.params == second.params == {"fieldManager": "embedding-operator", "force": "true"}
