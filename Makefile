@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv test lint typecheck unit crds demo tools test-helpers cluster-bin cluster-up cluster-down bench clean
+.PHONY: help venv test lint typecheck unit crds demo tools test-helpers cluster-bin cluster-up cluster-down \
+	bench clean host-packages image
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
@@ -13,6 +14,7 @@ help:
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
 	@echo "make cluster-up / cluster-down - the test control plane, for kubectl"
 	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
+	@echo "make image  - build the image from the Dockerfile with buildah (NO_IMAGE=1 skips)"
 
 venv: $(STAMP)
 
@@ -35,7 +37,7 @@ crds: venv
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 	cp crds/*.yaml charts/embedding-operator/files/
 
-test: venv lint typecheck cluster-bin tools test-helpers
+test: venv lint typecheck cluster-bin tools test-helpers image
 	$(VENV)/bin/pytest
 
 unit: venv
@@ -56,6 +58,23 @@ test-helpers:
 # .cache/cluster/ (export KUBECONFIG=.cache/cluster/admin.kubeconfig).
 cluster-bin:
 	bash tests/cluster/build.sh
+
+# Debian packages of the image and real-node tests: buildah (builds the Dockerfile, chroot
+# isolation, no daemon), runc, debootstrap (the stand-in base image), the CNI plugins, iptables.
+HOST_PACKAGES := buildah runc debootstrap containernetworking-plugins iptables
+
+host-packages:
+	@dpkg -s $(HOST_PACKAGES) >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq $(HOST_PACKAGES) >/dev/null; }
+
+# The image, from the project's Dockerfile (tests/image/build.sh; cached in .cache/image/ and
+# .cache/containers/). NO_IMAGE=1 turns it off, and the image tests report themselves skipped.
+image: host-packages
+ifeq ($(filter-out 0,$(NO_IMAGE)),)
+	bash tests/image/build.sh >/dev/null
+else
+	@echo "NO_IMAGE=$(NO_IMAGE): not building the image"
+endif
 
 cluster-up: venv cluster-bin
 	$(PY) -m tests.cluster up

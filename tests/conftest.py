@@ -25,15 +25,26 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "cluster: needs the real control plane of tests/cluster (started once a session)"
     )
+    config.addinivalue_line(
+        "markers",
+        "image: needs the image built from the Dockerfile (tests/image; NO_IMAGE=1 skips); "
+        "also marked cluster, so the fast tier `-m 'not cluster'` never builds it",
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the control plane binaries before any cluster test runs (outside per-test timeouts:
     the first build takes minutes; later ones are a no-op)."""
-    if any(item.get_closest_marker("cluster") for item in session.items):
+    items = session.items
+    if any(i.get_closest_marker("cluster") and not i.get_closest_marker("image") for i in items):
         from tests.cluster.harness import ensure_binaries
 
         ensure_binaries()
+    if any(item.get_closest_marker("image") for item in items):
+        from tests.image import runner
+
+        if not runner.disabled():
+            runner.build()
 
 
 class ClusterHandle:
