@@ -1,7 +1,7 @@
 """Throughput and memory of the embedding engine against the Voyage stand-in.
 
-    .venv/bin/python -m benchmarks.throughput            # full run, ~4 minutes on 2 cores
-    .venv/bin/python -m benchmarks.throughput --quick    # a smaller run, under a minute
+    .venv/bin/python -m benchmarks.throughput            # full run, ~6 minutes on 2 cores
+    .venv/bin/python -m benchmarks.throughput --quick    # a smaller run, about 3 minutes
 
 Reports, all measured in the same run:
 
@@ -12,7 +12,13 @@ Reports, all measured in the same run:
     the loop's time is linear in the inputs, and the whole set would take 3 minutes alone);
 (c) the peak memory (``ru_maxrss`` of a child process) of a run of 50,000 inputs at 1,024 float
     dimensions, kept in memory (``ArraySink``) and streamed to a ``.npy`` file, against the raw
-    result size (50,000 x 1,024 x 4 bytes).
+    result size (50,000 x 1,024 x 4 bytes);
+(d) the engine against an *undisclosed* limit: the stand-in allows ``--account-tpm`` tokens per
+    window while the engine is told the catalog's 8 M TPM (no ``rateLimits``), 10,000 inputs;
+    wall time over the limit-bound minimum (tokens / account TPM), with the limiter learning the
+    limit from its 429s, and without (``learn_from_throttling=False``: pauses and AIMD only, the
+    behaviour before it learned). The window is shortened (``--account-window``, 12 s) so the
+    run spans ~5 windows in a minute; the ratios are per window.
 
 Not a test: nothing here fails on timings. See docs/performance.md for figures.
 """
@@ -33,6 +39,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedding_operator.voyage import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "voyage-3.5"
@@ -94,29 +104,77 @@ def standin(*args: str) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def engine_run(texts: list[str], base_url: str, rpm: int, tpm: int, concurrency: int) -> dict:
+def engine_run(
+    texts: list[str],
+    base_url: str,
+    rpm: int,
+    tpm: int,
+    concurrency: int,
+    *,
+    told: Limits | None = None,
+    window: float = 60.0,
+) -> dict:
+    """One engine run; ``told`` are the limits the engine is given when they are not the
+    account's (``rpm``/``tpm`` per ``window``, which the minimum is computed from)."""
     from embedding_operator.storage import NullSink, ResultLayout
     from embedding_operator.voyage import ClientSettings, Limits, embed_texts
 
     sink = NullSink(ResultLayout(MODEL, len(texts), 1024))
     client = ClientSettings(api_key=KEY, base_url=base_url, timeout=60)
+    limits = told or Limits(rpm, tpm, concurrency, window_seconds=window)
     start = time.perf_counter()
-    stats = asyncio.run(
-        embed_texts(
-            texts, model=MODEL, sink=sink, client=client, limits=Limits(rpm, tpm, concurrency)
-        )
-    )
+    stats = asyncio.run(embed_texts(texts, model=MODEL, sink=sink, client=client, limits=limits))
     wall = time.perf_counter() - start
-    minimum = 60 * max(stats.total_tokens / tpm, math.ceil(len(texts) / 1000) / rpm)
+    minimum = window * max(stats.total_tokens / tpm, math.ceil(len(texts) / 1000) / rpm)
     return {
         "inputs": len(texts),
         "tokens": stats.total_tokens,
         "requests": stats.requests,
         "throttled": stats.throttled,
+        "learned_tokens_per_window": stats.learned_tokens_per_minute,
         "wall_s": round(wall, 2),
         "limit_bound_min_s": round(minimum, 2),
         "ratio": round(wall / minimum, 3),
         "inputs_per_s": round(len(texts) / wall, 1),
+    }
+
+
+def undisclosed_runs(texts: list[str], args: argparse.Namespace, latency: tuple[str, ...]) -> dict:
+    """(d): the same run learning the limit and not, each on a fresh stand-in."""
+    from embedding_operator.api.catalog import get_model
+    from embedding_operator.voyage import Limits
+
+    info = get_model(MODEL)
+    figures = {}
+    for name, learn in (("learning", True), ("not_learning", False)):
+        told = Limits(
+            info.requests_per_minute,
+            info.tokens_per_minute,
+            args.concurrency,
+            window_seconds=args.account_window,
+            learn_from_throttling=learn,
+        )
+        account = ("--tpm", str(args.account_tpm), "--window", str(args.account_window))
+        with standin(*account, *latency) as base_url:
+            figures[name] = engine_run(
+                texts,
+                base_url,
+                info.requests_per_minute,
+                args.account_tpm,
+                args.concurrency,
+                told=told,
+                window=args.account_window,
+            )
+        print(json.dumps({f"d_{name}": figures[name]}), flush=True)
+    learning, before = figures["learning"], figures["not_learning"]
+    return {
+        "account_tokens_per_window": args.account_tpm,
+        "window_s": args.account_window,
+        "engine_told_tpm": info.tokens_per_minute,
+        **figures,
+        "ratio_learning": learning["ratio"],
+        "ratio_not_learning": before["ratio"],
+        "speedup": round(before["wall_s"] / learning["wall_s"], 2),
     }
 
 
@@ -207,6 +265,14 @@ def main() -> None:
         default=40_000,
         help="inputs of the naive loop (the first ones of the same texts; it is slow)",
     )
+    parser.add_argument(
+        "--account-tpm",
+        type=int,
+        default=100_000,
+        help="(d) the stand-in's tokens per window, not told to the engine",
+    )
+    parser.add_argument("--account-window", type=float, default=12.0, help="(d) its window (s)")
+    parser.add_argument("--undisclosed-inputs", type=int, default=10_000)
     parser.add_argument("--memory-inputs", type=int, default=50_000)
     parser.add_argument("--memory-child", choices=["array", "npy"], help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
@@ -243,6 +309,9 @@ def main() -> None:
     naive_rate = report["b_naive"]["inputs_per_s"]  # type: ignore[index]
     report["b_speedup"] = round(engine_rate / naive_rate, 2)
     print(json.dumps({"b_naive": report["b_naive"], "b_speedup": report["b_speedup"]}), flush=True)
+    report["d_undisclosed_limit"] = undisclosed_runs(
+        make_texts(args.undisclosed_inputs), args, latency
+    )
     memory_inputs = 10_000 if args.quick else args.memory_inputs
     report["c_memory"] = [memory_run(memory_inputs, kind) for kind in ("array", "npy")]
     print(json.dumps(report, indent=2))

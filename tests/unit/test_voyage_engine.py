@@ -23,6 +23,7 @@ from embedding_operator.voyage import (
 )
 from tests.unit.conftest import API_KEY
 from tests.voyage_standin import StandIn, expected_matrix
+from tests.voyage_standin.vectors import count_tokens
 
 MODEL = "voyage-3.5"
 
@@ -162,6 +163,24 @@ def test_429s_slow_the_run_down_and_it_still_completes(
     array, stats = run(inputs, client, limits=Limits(10_000, 10**9, 10, window_seconds=1.0))
     assert np.array_equal(array, expected_matrix(inputs, MODEL, 1024))
     assert stats.throttled >= 1 and standin.stats.statuses[429] == stats.throttled
+
+
+def test_an_undisclosed_token_limit_is_learned_and_coarse_batches_are_split(
+    standin: StandIn, client: ClientSettings
+) -> None:
+    inputs = texts(2000)
+    standin.config.tpm = sum(count_tokens(t) for t in inputs) // 3  # three windows' worth
+    standin.config.window = 1.0
+    # The engine is told a far higher TPM, so it plans 8 batches of 250 inputs (an eighth of
+    # the tokens: ~3 requests per window) and bursts them: Voyage refuses some.
+    array, stats = run(inputs, client, limits=Limits(10_000, 10**9, 8, window_seconds=1.0))
+    assert np.array_equal(array, expected_matrix(inputs, MODEL, 1024))
+    assert stats.throttled >= 1 and standin.stats.statuses[429] == stats.throttled
+    # What was accepted before the first refusal, within a request of the true limit.
+    assert stats.learned_tokens_per_minute is not None
+    assert standin.config.tpm * 0.5 <= stats.learned_tokens_per_minute <= standin.config.tpm * 1.1
+    # Refused batches went out again in parts of a twentieth of the learned limit.
+    assert stats.requests > stats.batches + stats.throttled
 
 
 def test_the_limiter_keeps_the_run_under_the_providers_limits(

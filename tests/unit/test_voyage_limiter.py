@@ -169,3 +169,89 @@ def test_the_first_request_probes_alone_then_the_gate_opens() -> None:
     assert gate.limit == 1
     gate.on_success()
     assert gate.limit == 8
+
+
+class Provider:
+    """Voyage's side on the fake clock: a sliding window that refuses what would exceed ``tpm``."""
+
+    def __init__(self, tpm: int, window: float = 60.0) -> None:
+        self.tpm, self.window = tpm, window
+        self.accepted: list[tuple[float, int]] = []
+
+    def used(self, now: float) -> int:
+        return sum(t for at, t in self.accepted if at > now - self.window)
+
+    def admit(self, tokens: int, now: float) -> bool:
+        if self.used(now) + tokens > self.tpm:
+            return False
+        self.accepted.append((now, tokens))
+        return True
+
+
+def _run_against(
+    provider: Provider, limiter: RateLimiter, clock: FakeClock, costs: list[int]
+) -> tuple[int, list[int | None]]:
+    """Send every request as early as the limiter allows; a refusal is retried after it."""
+    refused = 0
+    learned: list[int | None] = []
+    for tokens in costs:
+        while True:
+            clock.now += limiter.delay(tokens, clock.now)
+            reservation = limiter.admit(tokens, clock.now)
+            if provider.admit(tokens, clock.now):
+                limiter.settle(reservation, tokens)
+                break
+            refused += 1
+            learned.append(limiter.throttled(reservation))
+            clock.now += 1.0  # Retry-After
+    return refused, learned
+
+
+def test_a_429_teaches_the_limit_from_what_was_accepted_in_the_window_before_it() -> None:
+    clock = FakeClock()
+    provider = Provider(tpm=300_000)
+    limiter = RateLimiter(rpm=10**6, tpm=8_000_000, clock=clock)  # the catalog's, too high
+    start = clock.now
+    refused, learned = _run_against(provider, limiter, clock, [5_000] * 600)  # 3M tokens
+    # One refusal: the 61st request, after 60 x 5,000 = 300,000 accepted; then held there.
+    assert refused == 1
+    assert learned == [300_000] and limiter.tpm == limiter.learned_tpm == 300_000
+    minutes = (clock.now - start) / 60
+    # 3M tokens at 300k per minute: 10 minutes bound, less the first minute's burst.
+    assert 9.0 <= minutes <= 10 * 1.03
+
+
+def test_the_refused_request_is_refunded_and_a_learned_limit_never_rises() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=10**6, tpm=100_000, clock=clock)
+    for _ in range(4):
+        limiter.settle(limiter.admit(10_000, clock.now), 10_000)
+    refused = limiter.admit(10_000, clock.now)
+    assert limiter.throttled(refused) == 40_000
+    assert refused.tokens == 0 and limiter.delay(10_000, clock.now) > 0  # 40k held, 40k sent
+    clock.now += 61
+    # A later 429 after more was accepted does not raise it; one after less lowers it.
+    for _ in range(3):
+        limiter.settle(limiter.admit(10_000, clock.now), 10_000)
+    assert limiter.throttled(limiter.admit(10_000, clock.now)) == 30_000
+    assert limiter.tpm == 30_000
+
+
+def test_nothing_is_learned_without_accepted_tokens_or_when_learning_is_off() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=10**6, tpm=100_000, clock=clock)
+    assert limiter.throttled(limiter.admit(10_000, clock.now)) is None  # another client's window
+    assert limiter.tpm == 100_000 and limiter.learned_tpm is None
+    off = RateLimiter(rpm=10**6, tpm=100_000, clock=clock, learn=False)
+    off.settle(off.admit(50_000, clock.now), 50_000)
+    assert off.throttled(off.admit(10_000, clock.now)) is None and off.tpm == 100_000
+
+
+def test_charges_follow_what_voyage_counted_and_never_exceed_the_estimate() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=10**6, tpm=10**9, clock=clock)
+    assert limiter.charge(1_000) == 1_000  # nothing counted yet: the estimate
+    limiter.settle(limiter.admit(1_000, clock.now), 700, estimate=1_000)
+    assert limiter.charge(1_000) == 735  # 0.7 x the 5% margin
+    limiter.settle(limiter.admit(1_000, clock.now), 2_000, estimate=1_000)
+    assert limiter.charge(1_000) == 1_000

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -163,8 +164,11 @@ class StandIn:
 
     # -- the API --------------------------------------------------------------------------
 
-    def embeddings(self, body: Any) -> dict[str, Any]:
-        """Validate one request body; return the response (rate limits checked by the caller)."""
+    def embeddings(self, body: Any, admit: Callable[[int], None] | None = None) -> dict[str, Any]:
+        """Validate one request body; return the response. ``admit`` (the rate limits) is called
+        with the request's tokens once they are counted, before the vectors are computed, as
+        the provider counts a request when it arrives (not after the work, which may be slow
+        on a loaded machine)."""
         if not isinstance(body, dict):
             raise _ApiError(422, "Request body must be a JSON object.")
         texts = body.get("input")
@@ -226,6 +230,8 @@ class StandIn:
                 f"batch is {info.max_tokens_per_request}. Your batch has {total} tokens after "
                 "truncation. Please lower the number of tokens in the batch.",
             )
+        if admit is not None:
+            admit(total)
         data = []
         for i, text in enumerate(texts):
             vector = quantize(float_embedding(text, info.name, dimension), dtype)
@@ -295,9 +301,8 @@ def _handler(server: StandIn) -> type[BaseHTTPRequestHandler]:
                     body = json.loads(raw)
                 except ValueError:
                     raise _ApiError(422, "Request body is not valid JSON.") from None
-                response = server.embeddings(body)
+                response = server.embeddings(body, lambda n: server.window.admit(n, config))
                 tokens = response["usage"]["total_tokens"]
-                server.window.admit(tokens, config)
                 fault = server.pick_fault()
                 if fault is not None:
                     with stats.lock:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
+import numpy as np
 import numpy.typing as npt
 import voyageai
 
@@ -42,7 +43,7 @@ from embedding_operator.voyage.errors import (
     classify,
     scrub,
 )
-from embedding_operator.voyage.limiter import AdaptiveConcurrency, RateLimiter
+from embedding_operator.voyage.limiter import AdaptiveConcurrency, RateLimiter, Reservation
 from embedding_operator.voyage.ordering import ReorderBuffer
 from embedding_operator.voyage.settings import ClientSettings, Limits
 
@@ -88,6 +89,9 @@ class RunStats:
     requests: int = 0
     retries: int = 0
     throttled: int = 0
+    learned_tokens_per_minute: int | None = None
+    """The tokens per window (a minute, unless shortened) the limiter learned from 429s: the
+    account's limit was below the configured one."""
     elapsed: float = 0.0
     result: Result | None = field(default=None, repr=False)
 
@@ -188,7 +192,10 @@ class _Run:
         self.on_progress = on_progress
         info = get_model(call.model)
         self.limiter = RateLimiter(
-            limits.requests_per_minute, limits.tokens_per_minute, window=limits.window_seconds
+            limits.requests_per_minute,
+            limits.tokens_per_minute,
+            window=limits.window_seconds,
+            learn=limits.learn_from_throttling,
         )
         self.gate = AdaptiveConcurrency(limits.max_concurrency)
         hard_cap = min(info.max_tokens_per_request, limits.tokens_per_minute)
@@ -252,18 +259,52 @@ class _Run:
                 )
 
     async def _embed(self, batch: Batch) -> None:
-        attempts = 0
-        first = time.monotonic()
-        try:
-            async for attempt in self.client.retry.retrying():
-                with attempt:
-                    attempts += 1
-                    rows, tokens = await self._attempt(batch, attempts)
-        except Exception as exc:
-            raise self._give_up(batch, classify(exc), attempts, time.monotonic() - first) from None
+        rows, tokens = await self._fetch(batch)
         self.stats.total_tokens += tokens
         for item in self.reorder.push(batch.index, (batch, rows)):
             self.ready.put_nowait(item)
+
+    async def _fetch(self, batch: Batch) -> tuple[npt.NDArray[Any], int]:
+        """The rows of ``batch``, retried per the policy; split into smaller requests when a
+        limit learned from a 429 makes it too coarse to pace (see :meth:`_too_coarse`)."""
+        attempts = 0
+        first = time.monotonic()
+        split = False
+        try:
+            async for attempt in self.client.retry.retrying():
+                with attempt:
+                    if attempts and self._too_coarse(batch):
+                        split = True  # after the retry's wait: the parts go out paced
+                    else:
+                        attempts += 1
+                        rows, tokens = await self._attempt(batch, attempts)
+        except Exception as exc:
+            raise self._give_up(batch, classify(exc), attempts, time.monotonic() - first) from None
+        if not split:
+            return rows, tokens
+        parts = await asyncio.gather(*(self._fetch(part) for part in self._split(batch)))
+        return np.concatenate([rows for rows, _ in parts]), sum(tokens for _, tokens in parts)
+
+    def _too_coarse(self, batch: Batch) -> bool:
+        """Batches are planned for the configured TPM; against a lower limit learned from 429s a
+        batch may be half a window's budget, and whole requests fit the window only coarsely."""
+        learned = self.limiter.learned_tpm
+        share = (learned or 0) // TPM_SHARE_PER_REQUEST
+        return (
+            bool(learned) and batch.size > 1 and self.limiter.charge(batch.estimated_tokens) > share
+        )
+
+    def _split(self, batch: Batch) -> list[Batch]:
+        share = max(1, self.limiter.tpm // TPM_SHARE_PER_REQUEST)
+        parts = plan_batches(
+            self.texts[batch.start : batch.end],
+            max_tokens=share,
+            hard_max_tokens=batch.estimated_tokens,
+        )
+        return [
+            Batch(batch.index, batch.start + p.start, batch.start + p.end, p.estimated_tokens)
+            for p in parts
+        ]
 
     async def _attempt(self, batch: Batch, attempt: int) -> tuple[npt.NDArray[Any], int]:
         async with self.gate:
@@ -282,20 +323,34 @@ class _Run:
                     timeout=self.client.timeout,
                 )
             except Exception as exc:
-                self._note_failure(batch, classify(exc), attempt)
+                self._note_failure(batch, classify(exc), attempt, reservation)
                 raise
-            self.limiter.settle(reservation, tokens)
+            self.limiter.settle(reservation, tokens, batch.estimated_tokens)
             self.gate.on_success()
             return rows, tokens
 
-    def _note_failure(self, batch: Batch, failure: Failure, attempt: int) -> None:
+    def _note_failure(
+        self, batch: Batch, failure: Failure, attempt: int, reservation: Reservation
+    ) -> None:
         if failure.outcome is Outcome.FATAL:
             self.aborted = True
         if failure.outcome is Outcome.THROTTLED:
             self.stats.throttled += 1
-            self.gate.on_throttle()
             pause = failure.retry_after or self.client.retry.initial_backoff
             self.limiter.pause_until(time.monotonic() + pause)
+            learned = self.limiter.throttled(reservation)
+            if learned is None:
+                self.gate.on_throttle()  # no limit to learn: fewer requests in flight
+            elif learned != self.stats.learned_tokens_per_minute:
+                # The limiter paces at the learned limit; halving the gate too would only add
+                # each request's latency to the pace.
+                self.stats.learned_tokens_per_minute = learned
+                log.info(
+                    "Voyage throttled at about %d tokens per window of %gs: pacing just under "
+                    "it (spec.rateLimits.tokensPerMinute states the account's limit)",
+                    learned,
+                    self.limiter.provider_window,
+                )
         if failure.outcome is not Outcome.FATAL:
             log.warning(
                 "%s (attempt %d of at most %d)",

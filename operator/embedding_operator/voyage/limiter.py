@@ -10,13 +10,20 @@ without provoking 429s:
   hold more than the limit. The window is widened by :data:`WINDOW_MARGIN` because Voyage counts a
   request when it arrives, a little after we count it when it leaves.
 
-Reservations use the batch's *estimated* tokens and are corrected with the real ``total_tokens``
-from the response (:meth:`RateLimiter.settle`).
+Reservations use the batch's *estimated* tokens, scaled by the ratio of real to estimated tokens
+seen so far, and are corrected with the real ``total_tokens`` from the response
+(:meth:`RateLimiter.settle`): a run paced against a learned limit would otherwise lose a
+request's worth of every window to the estimates' overshoot.
 
 When Voyage answers 429 anyway (another client shares the organization's limits, or the limits
-configured are higher than the account's tier), the engine pauses all new requests for the
-``Retry-After`` time (:meth:`RateLimiter.pause_until`) and halves the number of requests in flight
-(:class:`AdaptiveConcurrency`, additive increase / multiplicative decrease).
+configured are higher than the account's, which Voyage does not disclose), the engine pauses all
+new requests for the ``Retry-After`` time (:meth:`RateLimiter.pause_until`), halves the number of
+requests in flight (:class:`AdaptiveConcurrency`, additive increase / multiplicative decrease) and
+tells the limiter (:meth:`RateLimiter.throttled`), which *learns* the limit: the tokens Voyage
+accepted in the window before the refused request are what the account allows (it refused the
+next one), so the limiter lowers its TPM to that and holds there (just under the limit: it is
+what Voyage accepted, and the window margin covers the network delay). Without this, a run
+against an undisclosed limit only backs off multiplicatively and loses time to every 429.
 
 Everything takes ``now`` explicitly or from an injectable clock, so it is unit-tested without
 sleeping.
@@ -25,6 +32,7 @@ sleeping.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +42,9 @@ WINDOW_MARGIN = 0.01
 """Fraction added to the window (0.6 s on 60 s): allowance for network delay and clock skew."""
 BURST_SECONDS = 1.0
 """Bucket capacity in seconds of the rate: small, so traffic stays smooth."""
+ESTIMATE_MARGIN = 1.05
+"""Charges are the batch's estimate scaled by what Voyage really counted so far (estimates run
+~40% high on prose), times this margin, and never above the estimate."""
 
 
 class _Bucket:
@@ -81,10 +92,15 @@ class RateLimiter:
         *,
         window: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        learn: bool = True,
     ) -> None:
         if rpm < 1 or tpm < 1:
             raise ValueError("rate limits must be positive")
         self.rpm, self.tpm = rpm, tpm
+        self.learned_tpm: int | None = None
+        """The TPM learned from 429s (see :meth:`throttled`), once there was one."""
+        self.learn = learn
+        self.provider_window = window
         self.window = window * (1 + WINDOW_MARGIN)
         self._clock = clock
         now = clock()
@@ -96,10 +112,19 @@ class RateLimiter:
         self._logged_tokens = 0.0
         self._paused_until = now
         self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._estimated = self._counted = 0  # estimated and real tokens of settled requests
 
     def _expire(self, now: float) -> None:
         while self._log and self._log[0][0] <= now - self.window:
             self._logged_tokens -= self._log.popleft()[1]
+
+    def charge(self, estimate: int) -> int:
+        """The tokens reserved for a request estimated at ``estimate`` (see ESTIMATE_MARGIN)."""
+        if not self._estimated:
+            return estimate
+        scale = min(1.0, self._counted / self._estimated * ESTIMATE_MARGIN)
+        return max(1, math.ceil(estimate * scale))
 
     def delay(self, tokens: int, now: float) -> float:
         """Seconds until a request of ``tokens`` may start (0: now)."""
@@ -131,8 +156,12 @@ class RateLimiter:
         self._logged_tokens += tokens
         return Reservation(now, tokens, entry)
 
-    def settle(self, reservation: Reservation, actual_tokens: int) -> None:
-        """Correct a reservation with the tokens Voyage really counted."""
+    def settle(self, reservation: Reservation, actual_tokens: int, estimate: int = 0) -> None:
+        """Correct a reservation with the tokens Voyage really counted (``estimate``: what the
+        caller had estimated, to scale later charges)."""
+        if estimate > 0:
+            self._estimated += estimate
+            self._counted += actual_tokens
         diff = actual_tokens - reservation.tokens
         # An entry younger than the window has not been expired from the log yet.
         if reservation.entry[0] > self._clock() - self.window:
@@ -143,20 +172,71 @@ class RateLimiter:
         else:
             self._tokens.take(diff, self._clock())
         reservation.tokens = actual_tokens
+        self._changed.set()
+
+    def throttled(self, reservation: Reservation) -> int | None:
+        """Voyage refused ``reservation`` with a 429: it counted none of its tokens, and what it
+        accepted in the window before it is the account's limit. Lower the TPM to just under
+        that (never raise it). Returns the TPM now held when it explains the 429, None when it
+        does not (nothing learned: the caller slows down by other means)."""
+        entry = reservation.entry
+        if any(
+            other is entry for other in self._log
+        ):  # refund: the refused request is not in Voyage's window either
+            self._logged_tokens -= entry[1]
+        self._tokens.give_back(entry[1])
+        entry[1] = 0.0
+        reservation.tokens = 0
+        self._changed.set()
+        if not self.learn:
+            return None
+        since = reservation.at - self.provider_window
+        accepted = 0.0
+        for other in self._log:  # sent before the refused one, in the provider's window
+            if other is entry:
+                break
+            if other[0] > since:
+                accepted += other[1]
+        limit = int(accepted)
+        if limit >= self.tpm and self.learned_tpm is not None:
+            return self.tpm  # sent before the limit was learned, or a burst that still fits
+        if limit < 1 or limit >= self.tpm:
+            # Nothing accepted before it (another client holds the window), or our own count
+            # was under the limit: not a limit we can learn; the pause and the gate handle it.
+            return None
+        self.tpm = self.learned_tpm = limit
+        rate = limit / self.window
+        self._tokens.rate, self._tokens.capacity = rate, rate * BURST_SECONDS
+        self._tokens.level = min(self._tokens.level, self._tokens.capacity)
+        return limit
 
     def pause_until(self, until: float) -> None:
         """Admit nothing before ``until`` (a 429's Retry-After)."""
         self._paused_until = max(self._paused_until, until)
 
-    async def acquire(self, tokens: int) -> Reservation:
-        """Wait until a request of ``tokens`` may start; admit it. Waiters are served in order."""
+    async def acquire(self, estimate: int) -> Reservation:
+        """Wait until a request estimated at ``estimate`` tokens may start; admit it (charged
+        per :meth:`charge`). Waiters are served in order."""
         async with self._lock:
             while True:
                 now = self._clock()
+                tokens = self.charge(estimate)
                 wait = self.delay(tokens, now)
                 if wait <= 0:
                     return self.admit(tokens, now)
-                await asyncio.sleep(wait)
+                await self._nap(wait)
+
+    async def _nap(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a response changes the accounting meanwhile: estimates
+        run above the real counts, and a waiter must not oversleep a refund."""
+        self._changed.clear()
+        nap = asyncio.ensure_future(asyncio.sleep(seconds))
+        woken = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait((nap, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            nap.cancel()
+            woken.cancel()
 
 
 class AdaptiveConcurrency:

@@ -41,6 +41,9 @@ class Limits:
     max_concurrency: int = DEFAULT_CONCURRENCY
     window_seconds: float = 60.0
     """The providers' accounting window; tests shorten it to exercise limits quickly."""
+    learn_from_throttling: bool = True
+    """Lower the TPM to what Voyage accepted before a 429 (see :mod:`.limiter`); off only to
+    measure the behaviour without it (benchmarks/throughput.py)."""
 
     @classmethod
     def resolve(
