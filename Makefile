@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help venv test lint typecheck unit crds demo tools test-helpers cluster-bin cluster-up cluster-down \
-	bench clean host-packages image
+	bench clean host-packages image node-bin
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
 	@echo "make test   - install what the tests need, then ruff, mypy and pytest"
 	@echo "make unit   - the tests that need no cluster"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
-	@echo "make cluster-up / cluster-down - the test control plane, for kubectl"
+	@echo "make cluster-up / cluster-down - the test control plane, for kubectl (NODE=real: a real node)"
 	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
 	@echo "make image  - build the image from the Dockerfile with buildah (NO_IMAGE=1 skips)"
 
@@ -37,7 +37,7 @@ crds: venv
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 	cp crds/*.yaml charts/embedding-operator/files/
 
-test: venv lint typecheck cluster-bin tools test-helpers image
+test: venv lint typecheck cluster-bin tools test-helpers image node-bin
 	$(VENV)/bin/pytest
 
 unit: venv
@@ -60,8 +60,8 @@ cluster-bin:
 	bash tests/cluster/build.sh
 
 # Debian packages of the image and real-node tests: buildah (builds the Dockerfile, chroot
-# isolation, no daemon), runc, debootstrap (the stand-in base image), the CNI plugins, iptables.
-HOST_PACKAGES := buildah runc debootstrap containernetworking-plugins iptables
+# isolation, no daemon), runc, debootstrap (the stand-in base image), the CNI plugins.
+HOST_PACKAGES := buildah runc debootstrap containernetworking-plugins
 
 host-packages:
 	@dpkg -s $(HOST_PACKAGES) >/dev/null 2>&1 || \
@@ -76,11 +76,27 @@ else
 	@echo "NO_IMAGE=$(NO_IMAGE): not building the image"
 endif
 
+# The real node's binaries (tests/node/build.sh: kubelet, kube-scheduler, containerd, its shim,
+# ctr, pause) into .cache/node-bin/; skipped with the image (NO_IMAGE=1).
+node-bin: host-packages
+ifeq ($(filter-out 0,$(NO_IMAGE)),)
+	bash tests/node/build.sh
+endif
+
+# NODE=real: the control plane with a real node instead of the process kubelet (tests/node).
+ifeq ($(NODE),real)
+cluster-up: venv cluster-bin image node-bin
+	$(PY) -m tests.node up
+
+cluster-down: venv
+	$(PY) -m tests.node down
+else
 cluster-up: venv cluster-bin
 	$(PY) -m tests.cluster up
 
 cluster-down: venv
 	$(PY) -m tests.cluster down
+endif
 
 bench: venv
 	$(PY) -m benchmarks.throughput

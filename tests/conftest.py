@@ -30,21 +30,32 @@ def pytest_configure(config: pytest.Config) -> None:
         "image: needs the image built from the Dockerfile (tests/image; NO_IMAGE=1 skips); "
         "also marked cluster, so the fast tier `-m 'not cluster'` never builds it",
     )
+    config.addinivalue_line(
+        "markers",
+        "node: runs on the real node of tests/node (kubelet, containerd, runc); also cluster",
+    )
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build the control plane binaries before any cluster test runs (outside per-test timeouts:
     the first build takes minutes; later ones are a no-op)."""
     items = session.items
-    if any(i.get_closest_marker("cluster") and not i.get_closest_marker("image") for i in items):
+    node = any(i.get_closest_marker("node") for i in items)
+    if node or any(
+        i.get_closest_marker("cluster") and not i.get_closest_marker("image") for i in items
+    ):
         from tests.cluster.harness import ensure_binaries
 
         ensure_binaries()
-    if any(item.get_closest_marker("image") for item in items):
+    if node or any(item.get_closest_marker("image") for item in items):
         from tests.image import runner
 
         if not runner.disabled():
             runner.build()
+            if node:
+                from tests.node.harness import ensure_node_binaries
+
+                ensure_node_binaries()
 
 
 class ClusterHandle:
