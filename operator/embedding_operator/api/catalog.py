@@ -1,6 +1,6 @@
 """The supported Voyage embedding models: one catalog for validation, CRD generation and the worker.
 
-Figures are from VOYAGE.md (Voyage's docs, checked against the voyageai 0.5.0 client). Rate limits
+Figures are from Voyage's documentation, checked against the voyageai 0.5.0 client. Rate limits
 are tier-1 defaults per organization; a resource or the operator may override them.
 """
 

@@ -1,4 +1,4 @@
-"""Fixed names of the API (see DESIGN.md): tests, docs and manifests depend on them."""
+"""Fixed names of the API (docs/api.md): tests, docs and manifests depend on them."""
 
 import hashlib
 from typing import Final

@@ -21,6 +21,8 @@ class Phase(StrEnum):
 
 
 class ConditionType(StrEnum):
+    """The ``status.conditions`` types (``metav1.Condition`` shape) the operator maintains."""
+
     SUCCEEDED = "Succeeded"
     """Tekton-style outcome of a bounded run: Unknown while pending or running, then True/False."""
     RUN_REQUEST = "RunRequest"

@@ -34,6 +34,8 @@ _NOT_STARTING = {
 
 @dataclass
 class Event:
+    """A Kubernetes Event a plan asks the handler to record on the resource."""
+
     type: str  # Normal or Warning
     reason: str
     message: str

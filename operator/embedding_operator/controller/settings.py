@@ -28,6 +28,8 @@ the resource's Secret)."""
 
 @dataclass(frozen=True)
 class Settings:
+    """Operator-wide settings, from the environment the chart sets (:meth:`from_env`)."""
+
     image: str = f"embedding-operator:{__version__}"
     image_pull_policy: str = "IfNotPresent"
     worker_service_account: str = "embedding-operator-worker"

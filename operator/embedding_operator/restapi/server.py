@@ -67,6 +67,8 @@ def upstream_error(e: KubeError) -> ApiError:
 
 
 class RestApi:
+    """The REST paths' handlers over the custom resources (which stay the only store)."""
+
     def __init__(
         self, kube: Kube, requestheader: RequestHeaderConfig, max_body: int = MAX_BODY_BYTES
     ) -> None:

@@ -29,6 +29,8 @@ CONFIGMAP_LIMIT = 1024 * 1024
 
 @dataclass(frozen=True)
 class StorageSettings:
+    """Size bounds of the result stores (module docstring); checked when built."""
+
     inline_max_bytes: int = 256 * 1024
     chunk_bytes: int = 768 * 1024
     max_result_bytes: int = 96 * 1024 * 1024

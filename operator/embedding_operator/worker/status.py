@@ -34,6 +34,9 @@ def _transient(error: BaseException) -> bool:
 
 
 class StatusWriter:
+    """The worker's writes to its resource's status: only while its run is the current one (else
+    :class:`Superseded`), through the shared lifecycle's transitions, retried across outages."""
+
     def __init__(
         self,
         kube: Kube,
