@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from embedding_operator import __version__
+from embedding_operator import __version__, logs
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -28,9 +28,13 @@ def _crd(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
     from embedding_operator.controller import run
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
+    logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    if args.log_format:
+        os.environ[logs.ENV] = args.log_format  # handed on to the workers (WORKER_PASSTHROUGH)
     run(args.namespace or [], args.liveness_port, args.metrics_port)
     return 0
 
@@ -38,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from embedding_operator.worker import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(default_object={"namespace": args.namespace, "name": args.name})
     logging.getLogger("voyage").setLevel(logging.WARNING)  # the client logs every response
     return run_worker(args.namespace, args.name, args.job)
 
@@ -102,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--liveness-port", type=int, default=8080, help="0 disables /healthz")
     run.add_argument("--metrics-port", type=int, default=9090, help="0 disables /metrics")
+    run.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help=f"text (default) or one JSON object per line; also ${logs.ENV}, handed to workers",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(handler=_run)
 

@@ -20,6 +20,7 @@ API_KEY = "pa-e2e-secret-key-0123456789"
 
 OPERATOR_ENV = {
     "EMBEDDING_OPERATOR_IMAGE": "embedding-operator:e2e",
+    "EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE": "e2e-embedding-operator-worker",
     "EMBEDDING_OPERATOR_RESYNC_SECONDS": "2",
     "EMBEDDING_OPERATOR_POD_START_TIMEOUT_SECONDS": "6",
     # small chunks, so a moderately large result exercises several ConfigMaps
@@ -28,6 +29,10 @@ OPERATOR_ENV = {
     "VOYAGE_MAX_ATTEMPTS": "3",
     "VOYAGE_MAX_RETRY_SECONDS": "5",
 }
+
+
+GUARD_VALUES = ("image.repository=embedding-operator", "image.tag=e2e")
+"""The chart values that make its operator guard admit the e2e operator's Jobs (its image)."""
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +62,12 @@ def operator(
     api = cluster.api_client()
     apply_manifests(api)
     kubeconfig = install_chart_rbac(
-        api, ensure_tools()["helm"], cluster.kubeconfig, cluster.log_dir / "operator.kubeconfig"
+        api,
+        ensure_tools()["helm"],
+        cluster.kubeconfig,
+        cluster.log_dir / "operator.kubeconfig",
+        *GUARD_VALUES,
+        f"voyage.baseURL={standin.base_url}",
     )
     api.close()
     proc = OperatorProcess(

@@ -56,10 +56,22 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "embedding-operator"
 OPERATOR_NAMESPACE = "embedding-operator-system"
 
 
-def install_chart_rbac(api_client: Any, helm: Path, kubeconfig: Path, out: Path) -> Path:
-    """Create the chart's ServiceAccount, ClusterRole and ClusterRoleBinding (rendered by helm)
-    and write a kubeconfig that authenticates as that ServiceAccount: the operator then runs
-    with exactly the rights the chart gives it."""
+CHART_RBAC_KINDS = (
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+
+
+def install_chart_rbac(
+    api_client: Any, helm: Path, kubeconfig: Path, out: Path, *sets: str
+) -> Path:
+    """Create the chart's ServiceAccount, ClusterRoles and bindings, and its operator guard
+    (rendered by helm with ``sets``), and write a kubeconfig that authenticates as that
+    ServiceAccount: the operator then runs with exactly the rights the chart gives it, under the
+    chart's admission guard."""
     from kubernetes import client, utils
 
     rendered = subprocess.run(
@@ -74,6 +86,7 @@ def install_chart_rbac(api_client: Any, helm: Path, kubeconfig: Path, out: Path)
             "crds.install=false",
             "--set",
             "admissionPolicy.install=false",
+            *(arg for s in sets for arg in ("--set", s)),
         ],
         capture_output=True,
         text=True,
@@ -87,7 +100,7 @@ def install_chart_rbac(api_client: Any, helm: Path, kubeconfig: Path, out: Path)
             raise
     account = ""
     for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
+        if doc and doc["kind"] in CHART_RBAC_KINDS:
             try:
                 utils.create_from_dict(api_client, doc, namespace=OPERATOR_NAMESPACE)
             except utils.FailToCreateError as e:

@@ -430,7 +430,10 @@ def test_job_created_but_not_recorded_is_adopted_not_duplicated(
     operator.kill()
     try:
         created = create(api, namespace, manifest("adopt", ["a", "b", "c"]))
-        for obj in [*build_worker_rbac(namespace, settings), build_job(created, "r1", 1, settings)]:
+        role = apis.RbacAuthorizationV1Api(api).read_cluster_role(settings.worker_cluster_role)
+        owner = {"metadata": {"name": role.metadata.name, "uid": role.metadata.uid}}
+        rbac = build_worker_rbac(namespace, settings, owner)
+        for obj in [*rbac, build_job(created, "r1", 1, settings)]:
             utils.create_from_dict(api, obj, namespace=namespace)
         # the worker starts and waits for its run to be recorded; the operator comes back
         operator.start()

@@ -52,18 +52,41 @@ def test_chart_requires_the_apis_minimum_kubernetes() -> None:
     assert chart["kubeVersion"] == f">={MINIMUM_KUBERNETES}.0-0"
 
 
-def test_chart_lints(helm: Path) -> None:
+ALL_VALUES = CHART / "ci" / "all-values.yaml"
+MONITORING = ("ServiceMonitor", "PodMonitor")
+"""Prometheus Operator kinds: custom resources, which kubernetes-validate has no schema for."""
+
+
+@pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["defaults", "all-values"])
+def test_chart_lints(helm: Path, values: Path | None) -> None:
+    args = ["-f", str(values)] if values else []
     out = subprocess.run(
-        [str(helm), "lint", "--strict", str(CHART)], capture_output=True, text=True, check=False
+        [str(helm), "lint", "--strict", str(CHART), *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_rendered_chart_is_valid_kubernetes(helm: Path, tmp_path: Path) -> None:
+def render_file(helm: Path, values: Path, chart: Path = CHART) -> list[dict[str, Any]]:
+    args = [str(helm), "template", "demo", str(chart), "--namespace", "emb", "-f", str(values)]
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["defaults", "all-values"])
+def test_rendered_chart_is_valid_kubernetes(
+    helm: Path, tmp_path: Path, values: Path | None
+) -> None:
     import sys
 
+    docs = render_file(helm, values) if values else render(helm)
+    kinds = {d["kind"] for d in docs}
+    if values:  # every optional object is rendered
+        assert {*MONITORING, "NetworkPolicy", "Role", "RoleBinding"} <= kinds
     rendered = tmp_path / "chart.yaml"
-    rendered.write_text(yaml.safe_dump_all(render(helm)))
+    rendered.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] not in MONITORING]))
     out = subprocess.run(
         [sys.executable, "-m", "kubernetes_validate", "--strict", str(rendered)],
         capture_output=True,
@@ -71,6 +94,119 @@ def test_rendered_chart_is_valid_kubernetes(helm: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_all_values_reach_the_operator_and_its_worker_jobs(helm: Path) -> None:
+    from embedding_operator.controller.objects import build_job
+    from embedding_operator.controller.settings import Settings
+
+    docs = render_file(helm, ALL_VALUES)
+    deployment = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"].startswith("ghcr.io/embedding-operator/embedding-operator@sha256:")
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["topologySpreadConstraints"][0]["maxSkew"] == 1
+    assert deployment["spec"]["template"]["metadata"]["labels"]["team"] == "ml"
+    assert "--verbose" in container["args"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy:3128"
+    settings = Settings.from_env(env)
+    job_pod = build_job(
+        {
+            "metadata": {"name": "r", "namespace": "team-a", "uid": "u"},
+            "spec": {"inputs": ["x"], "model": "voyage-3.5"},
+        },
+        "go",
+        settings,
+    )["spec"]["template"]["spec"]
+    assert job_pod["nodeSelector"] == {"pool": "batch"}
+    assert job_pod["priorityClassName"] == "batch-low"
+    assert job_pod["tolerations"][0]["tolerationSeconds"] == 16_000_000
+    assert job_pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert job_pod["affinity"]["nodeAffinity"]
+    worker_env = {e["name"]: e.get("value") for e in job_pod["containers"][0]["env"]}
+    assert worker_env["HTTPS_PROXY"] == "http://proxy:3128"
+    assert worker_env["EMBEDDING_OPERATOR_LOG_FORMAT"] == "json"
+
+
+def test_the_guard_admits_exactly_the_workers_environment(helm: Path) -> None:
+    import re
+
+    docs = render_file(helm, ALL_VALUES)
+    [guard] = [
+        d
+        for d in docs
+        if d["metadata"]["name"] == "demo-embedding-operator-operator-guard"
+        and d["kind"] == "ValidatingAdmissionPolicy"
+    ]
+    [env_rule] = [v for v in guard["spec"]["validations"] if "VOYAGE_API_KEY" in v["expression"]]
+    listed = re.search(r"e\.name in (\[.*?\])", env_rule["expression"])
+    assert listed is not None
+    import json
+
+    assert set(json.loads(listed.group(1))) == {
+        *WORKER_PASSTHROUGH,
+        "VOYAGE_API_KEY",
+        "HTTPS_PROXY",
+    }
+
+
+NUMBERS = (
+    "operator.resyncSeconds",
+    "operator.podStartTimeoutSeconds",
+    "voyage.timeoutSeconds",
+    "voyage.maxAttempts",
+    "voyage.requestsPerMinute",
+    "voyage.tokensPerMinute",
+    "storage.inlineMaxBytes",
+    "storage.maxResultBytes",
+)
+"""Every numeric value whose schema admits 16,000,000 (ports, concurrency and chunkBytes have
+smaller maxima, which the schema enforces)."""
+
+
+def test_large_whole_numbers_render_as_digits_not_exponents(helm: Path) -> None:
+    docs = render(helm, *(f"{key}=16000000" for key in NUMBERS))
+    text = yaml.safe_dump_all(docs)
+    assert "e+" not in text
+    env = {
+        e["name"]: e["value"]
+        for e in by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["EMBEDDING_OPERATOR_TPM"] == "16000000"
+    assert env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] == "16000000"
+
+
+def test_a_build_version_makes_valid_labels(helm: Path, tmp_path: Path) -> None:
+    import re
+    import shutil
+
+    chart = tmp_path / "embedding-operator"
+    shutil.copytree(CHART, chart)
+    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+    meta["version"] = "0.1.0+build.7"
+    meta["appVersion"] = "0.1.0+abc"
+    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
+    docs = render_file(helm, ALL_VALUES, chart)
+    label = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+    for doc in docs:
+        for value in (doc["metadata"].get("labels") or {}).values():
+            assert len(value) <= 63 and label.match(value), (doc["kind"], value)
+    assert by_kind(docs, "Deployment")["metadata"]["labels"]["helm.sh/chart"] == (
+        "embedding-operator-0.1.0_build.7"
+    )
+
+
+def test_global_is_allowed_for_use_as_a_subchart(helm: Path) -> None:
+    assert render(helm, "global.imageRegistry=registry.example")
+
+
+def test_helm_show_readme(helm: Path) -> None:
+    out = subprocess.run(
+        [str(helm), "show", "readme", str(CHART)], capture_output=True, text=True, check=True
+    )
+    assert "## Values" in out.stdout and "argocd" in out.stdout.lower()
 
 
 def test_crd_and_policy_are_the_generated_ones_kept_on_uninstall(helm: Path) -> None:
@@ -83,13 +219,25 @@ def test_crd_and_policy_are_the_generated_ones_kept_on_uninstall(helm: Path) -> 
     }
     dropped = by_kind(render(helm, "crds.keep=false"), "CustomResourceDefinition")
     assert "annotations" not in dropped["metadata"]
-    policy = by_kind(docs, "ValidatingAdmissionPolicy")
+    [policy] = [
+        d
+        for d in docs
+        if d["kind"] == "ValidatingAdmissionPolicy" and "guard" not in d["metadata"]["name"]
+    ]
     assert policy["spec"] == build_admission_policy()[0]["spec"]
     assert "annotations" not in policy["metadata"]
 
 
 def test_crds_and_policy_can_be_left_out(helm: Path) -> None:
-    kinds = {d["kind"] for d in render(helm, "crds.install=false", "admissionPolicy.install=false")}
+    kinds = {
+        d["kind"]
+        for d in render(
+            helm,
+            "crds.install=false",
+            "admissionPolicy.install=false",
+            "operatorGuard.install=false",
+        )
+    }
     assert "CustomResourceDefinition" not in kinds
     assert "ValidatingAdmissionPolicy" not in kinds
     assert {"Deployment", "ClusterRole", "ServiceAccount"} <= kinds
@@ -105,17 +253,44 @@ def _granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     }
 
 
-def test_operator_holds_every_right_it_grants_workers_and_nothing_wide(helm: Path) -> None:
-    role = by_kind(render(helm), "ClusterRole")
-    held = _granted(role["rules"])
-    missing = _granted(worker_rules()) - held
-    assert not missing, f"the operator cannot grant what it lacks: {sorted(missing)}"
+def _named(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return doc
+
+
+def test_worker_rights_live_in_a_cluster_role_the_operator_may_only_bind(helm: Path) -> None:
+    docs = render(helm)
+    worker = _named(docs, "ClusterRole", "demo-embedding-operator-worker")
+    assert _granted(worker["rules"]) == _granted(worker_rules())
+    operator = _named(docs, "ClusterRole", "demo-embedding-operator")
+    held = _granted(operator["rules"])
     assert not any("*" in entry for entry in held)
-    assert not any(resource == "secrets" for _, resource, _ in held)
+    assert not any(resource in ("secrets", "roles") for _, resource, _ in held)
+    assert {v for _, r, v in held if r == "configmaps"} == {"deletecollection"}
+    assert {v for _, r, v in held if r == "rolebindings"} == {"create"}
     assert not any(
         verb in ("update", "patch") and resource == "deploymentembeddings"
         for _, resource, verb in held
     )
+    [bind] = [r for r in operator["rules"] if "bind" in r["verbs"]]
+    assert bind["resourceNames"] == ["demo-embedding-operator-worker"]
+    assert bind["resources"] == ["clusterroles"] and bind["verbs"] == ["bind"]
+
+
+def test_namespaced_install_has_no_cluster_wide_jobs(helm: Path) -> None:
+    docs = render(helm, "watchNamespaces={team-a,team-b}")
+    operator = _named(docs, "ClusterRole", "demo-embedding-operator")
+    assert {r for _, r, _ in _granted(operator["rules"])} == {
+        "customresourcedefinitions",
+        "clusterroles",
+    }
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert ("batch", "jobs", "create") in _granted(roles[0]["rules"])
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    args = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
 
 
 def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path) -> None:
@@ -134,7 +309,11 @@ def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path)
     assert env["EMBEDDING_OPERATOR_CHUNK_BYTES"] == "65536"
     assert env["EMBEDDING_OPERATOR_IMAGE"] == container["image"]
     handed_on = {k for k in env if k in WORKER_PASSTHROUGH}
-    assert handed_on == {"VOYAGE_BASE_URL", "EMBEDDING_OPERATOR_CHUNK_BYTES"}
+    assert handed_on == {
+        "VOYAGE_BASE_URL",
+        "EMBEDDING_OPERATOR_CHUNK_BYTES",
+        "EMBEDDING_OPERATOR_LOG_FORMAT",
+    }
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert pod["serviceAccountName"] == by_kind(docs, "ServiceAccount")["metadata"]["name"]
 

@@ -11,7 +11,7 @@ import pytest
 from embedding_operator.api import lifecycle, names
 from embedding_operator.api.names import job_name
 from embedding_operator.api.status import ConditionType, Phase, Reason
-from embedding_operator.controller.objects import build_job, build_worker_rbac
+from embedding_operator.controller.objects import build_job, build_worker_rbac, worker_rules
 from embedding_operator.controller.reconcile import plan
 from embedding_operator.controller.settings import Settings
 
@@ -152,12 +152,20 @@ def test_job_takes_the_default_secret_and_the_spec_job_options() -> None:
     assert c["resources"] == {"limits": {"memory": "2Gi"}}
 
 
-def test_worker_rbac_is_least_privilege() -> None:
-    sa, role, binding = build_worker_rbac("ns", SETTINGS)
-    assert (
-        sa["kind"] == "ServiceAccount" and binding["subjects"][0]["name"] == sa["metadata"]["name"]
-    )
-    granted = {(r, v) for rule in role["rules"] for r in rule["resources"] for v in rule["verbs"]}
+def test_worker_rbac_binds_the_charts_worker_role_owned_by_it() -> None:
+    owner = {"metadata": {"name": "rel-worker", "uid": "u-1"}}
+    sa, binding = build_worker_rbac("ns", SETTINGS, owner)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "ns"}
+    ]
+    assert binding["roleRef"]["name"] == SETTINGS.worker_cluster_role
+    for obj in (sa, binding):
+        [ref] = obj["metadata"]["ownerReferences"]
+        assert (ref["kind"], ref["name"], ref["uid"]) == ("ClusterRole", "rel-worker", "u-1")
+
+
+def test_worker_rules_are_least_privilege() -> None:
+    granted = {(r, v) for rule in worker_rules() for r in rule["resources"] for v in rule["verbs"]}
     assert ("deploymentembeddings", "get") in granted
     assert ("deploymentembeddings/status", "patch") in granted
     assert ("deploymentembeddings", "patch") not in granted  # never the spec
@@ -400,3 +408,16 @@ def test_every_phase_carries_the_health_conditions_gitops_tools_read() -> None:
         reconciling: "False",
         stalled: "False",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EMBEDDING_OPERATOR_WORKER_EXTRA_ENV", '{"HTTPS_PROXY": 3128}'),
+        ("EMBEDDING_OPERATOR_WORKER_EXTRA_ENV", "HTTPS_PROXY=x"),
+        ("EMBEDDING_OPERATOR_WORKER_POD_SPEC", '{"hostNetwork": true}'),
+    ],
+)
+def test_a_bad_worker_setting_is_refused_naming_it(name: str, value: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: value})

@@ -18,5 +18,6 @@ def run(namespaces: list[str], liveness_port: int, metrics_port: int) -> None:
         standalone=True,
         clusterwide=not namespaces,
         namespaces=namespaces,
+        memo=kopf.Memo(namespaces=namespaces),
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
     )

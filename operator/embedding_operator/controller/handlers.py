@@ -121,7 +121,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
-    memo["controller"] = Controller(kube, config)
+    namespaces = tuple(memo.get("namespaces") or ())
+    memo["controller"] = Controller(kube, config, namespaces=namespaces)
     memo["serial"] = Serial()
     memo["requeue"] = Requeue()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import random
 
+from embedding_operator import logs
 from embedding_operator.api import lifecycle, names
 from embedding_operator.api.lifecycle import Clock
 from embedding_operator.controller.metrics import RunMetrics
@@ -38,11 +39,12 @@ log = logging.getLogger(__name__)
 
 _RBAC_PATHS = {
     "ServiceAccount": ("v1", "serviceaccounts"),
-    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
 }
-_PERMANENT = (400, 422)
-"""API answers to a Job creation that no retry can change (the Job as built is invalid)."""
+_PERMANENT = (400, 404, 422)
+"""API answers to a Job creation that no retry can change: the Job as built is invalid, or the
+chart's operator guard refuses it (422: a namespace the operator does not serve, say), or the
+worker ClusterRole is missing."""
 
 
 def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
@@ -90,9 +92,12 @@ class Controller:
         settings: Settings,
         clock: Clock = lifecycle.utc_now,
         backoff: Backoff | None = None,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kube = kube
         self.settings = settings
+        self.namespaces = namespaces
+        """The watched namespaces; empty: all (a namespaced install has no cluster-wide list)."""
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.metrics = RunMetrics(clock())
@@ -119,8 +124,8 @@ class Controller:
             return self.backoff.failed(key)
         except Exception as e:
             delay = self.backoff.failed(key)
-            log.warning(
-                "reconcile of %s/%s failed, retrying in %.0fs: %r", *key, delay, e, exc_info=True
+            logs.for_object(log, *key).warning(
+                "reconcile failed, retrying in %.0fs: %r", delay, e, exc_info=True
             )
             return delay
         self.backoff.succeeded(key)
@@ -130,9 +135,12 @@ class Controller:
         """Resources that may need the operator without an event announcing it (``has_work``),
         for the periodic resync: runs in progress, and requests, cancels or spec changes an
         earlier, failed reconcile left unhandled."""
-        path = f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
+        paths = [resource_path(ns) for ns in self.namespaces] or [
+            f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
+        ]
         return [
             (o["metadata"]["namespace"], o["metadata"]["name"])
+            for path in paths
             for o in self.kube.list(path)
             if has_work(o)
         ]
@@ -181,17 +189,22 @@ class Controller:
 
     def _write(self, body: Obj, todo: Plan) -> Obj:
         meta = body["metadata"]
+        olog = logs.for_object(log, meta["namespace"], meta["name"])
         if todo.status.model_fields_set:
             body = self.kube.patch(
                 resource_path(meta["namespace"], meta["name"], "status"),
                 {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": todo.patch},
             )
+            if "phase" in todo.status.model_fields_set:
+                olog.info("phase %s: %s", todo.status.phase, todo.status.message or "")
         stamp = lifecycle.timestamp(self.clock())
         for event in todo.events:
+            if event.type == "Warning":
+                olog.warning("%s: %s", event.reason, event.message)
             try:
                 post_event(self.kube, body, event.type, event.reason, event.message, stamp)
             except KubeError as e:  # the status says it too; an Event is a courtesy
-                log.warning("event %s on %s not posted: %s", event.reason, meta["name"], e)
+                olog.warning("event %s not posted: %s", event.reason, e)
         self.metrics.observe(body)
         return body
 
@@ -202,6 +215,9 @@ class Controller:
         namespace = body["metadata"]["namespace"]
         self._ensure_worker_rbac(namespace)
         if self.kube.create(_path("batch/v1", namespace, "jobs"), job) is not None:
+            logs.for_object(log, namespace, body["metadata"]["name"]).info(
+                "created Job %s", job["metadata"]["name"]
+            )
             return
         name = job["metadata"]["name"]
         found = self.kube.get(_path("batch/v1", namespace, "jobs", name)) or {}
@@ -224,14 +240,25 @@ class Controller:
             now=self.clock(),
             retry_in=self.backoff.peek(key),
         )
-        log.warning("Job %s not created: %s", job["metadata"]["name"], error)
+        logs.for_object(log, *key).warning("Job %s not created: %s", job["metadata"]["name"], error)
         self._write(body, todo)
         if not permanent:
             raise _CreateFailed(error.message) from error
 
     def _ensure_worker_rbac(self, namespace: str) -> None:
-        """The worker's ServiceAccount, Role and RoleBinding, server-side applied: created when
-        missing, updated so an upgraded operator's rules take effect, idempotent otherwise."""
-        for obj in build_worker_rbac(namespace, self.settings):
+        """The worker's ServiceAccount and RoleBinding of the chart's worker ClusterRole, created
+        when missing (every time: someone may have deleted them; creating an existing object is
+        a cheap 409). Existing objects are never changed: the operator holds no right to, and
+        the rights themselves live in the ClusterRole, which upgrades update."""
+        role = self.settings.worker_cluster_role
+        cluster_role = self.kube.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}")
+        if cluster_role is None:
+            raise KubeError(
+                404,
+                "NotFound",
+                f"the worker ClusterRole {role} is missing: reinstall the chart "
+                "(or set EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE)",
+            )
+        for obj in build_worker_rbac(namespace, self.settings, cluster_role):
             api_version, plural = _RBAC_PATHS[obj["kind"]]
-            self.kube.apply(_path(api_version, namespace, plural, obj["metadata"]["name"]), obj)
+            self.kube.create(_path(api_version, namespace, plural), obj)

@@ -1,5 +1,5 @@
 """Kubernetes objects the operator owns, built by pure functions (no I/O, tested without a
-cluster): the worker Job and the worker's ServiceAccount, Role and RoleBinding."""
+cluster): the worker Job and the worker's ServiceAccount and RoleBinding."""
 
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ def build_job(body: Obj, run_request: str, attempt: int, settings: Settings) -> 
                     },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    **settings.worker_pod_spec,  # scheduling, pull secrets (the chart's worker.*)
                 },
             },
         },
@@ -118,7 +119,9 @@ def build_job(body: Obj, run_request: str, attempt: int, settings: Settings) -> 
 
 def worker_rules() -> list[Obj]:
     """What a worker may do in its namespace: read resources, write their status and their result
-    ConfigMaps, post Events. Nothing else (no Secrets: the key arrives through the env)."""
+    ConfigMaps, post Events. Nothing else (no Secrets: the key arrives through the env). The chart
+    ships these rules as the worker ClusterRole (a test keeps the two equal); the operator only
+    binds it."""
     return [
         {"apiGroups": [names.GROUP], "resources": [names.PLURAL], "verbs": ["get"]},
         {
@@ -137,8 +140,10 @@ def worker_rules() -> list[Obj]:
     ]
 
 
-def build_worker_rbac(namespace: str, settings: Settings) -> list[Obj]:
-    """ServiceAccount, Role and RoleBinding for the worker pods of one namespace."""
+def build_worker_rbac(namespace: str, settings: Settings, cluster_role: Obj) -> list[Obj]:
+    """The worker's ServiceAccount and a RoleBinding of the chart's worker ClusterRole, both owned
+    by that ClusterRole: uninstalling the chart deletes it, and the garbage collector then removes
+    these from every namespace."""
     name = settings.worker_service_account
     meta = {
         "name": name,
@@ -147,20 +152,26 @@ def build_worker_rbac(namespace: str, settings: Settings) -> list[Obj]:
             names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
             "app.kubernetes.io/component": "worker",
         },
+        "ownerReferences": [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "name": cluster_role["metadata"]["name"],
+                "uid": cluster_role["metadata"]["uid"],
+            }
+        ],
     }
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": worker_rules(),
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
             "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": settings.worker_cluster_role,
+            },
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
         },
     ]

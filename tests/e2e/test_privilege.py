@@ -1,0 +1,334 @@
+"""The threat model of docs/operator.md, row by row, on the real control plane: what a
+compromised operator (its ServiceAccount's token, under the chart's RBAC and operator guard), a
+compromised worker (the worker ServiceAccount's token) and a user with ``edit`` or ``view`` in one
+namespace can and cannot do; and that real runs in two namespaces still complete."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+
+from embedding_operator.api import names
+from embedding_operator.controller.objects import build_job
+from embedding_operator.controller.settings import Settings
+from tests.conftest import ClusterHandle, wait_for
+from tests.e2e import apis
+from tests.e2e.stack import OperatorProcess
+from tests.e2e.test_operator import G, P, V, annotate, create, manifest, wait_phase
+from tests.voyage_standin import StandIn
+
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
+
+GUARD = "embedding-operator guard: "
+
+
+def client_for(kubeconfig: Path, token: str | None = None) -> Any:
+    """An ApiClient from ``kubeconfig``, optionally as the bearer of ``token``."""
+    if token is not None:
+        data = yaml.safe_load(kubeconfig.read_text())
+        data["users"] = [{"name": "who", "user": {"token": token}}]
+        for ctx in data["contexts"]:
+            ctx["context"]["user"] = "who"
+        kubeconfig = kubeconfig.with_name(f"token-{abs(hash(token))}.kubeconfig")
+        kubeconfig.write_text(yaml.safe_dump(data))
+    return config.new_client_from_config(config_file=str(kubeconfig))
+
+
+def account_token(api: Any, namespace: str, name: str) -> str:
+    """A token of ServiceAccount ``namespace/name`` (created when absent)."""
+    core = apis.CoreV1Api(api)
+    try:
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    except client.ApiException as e:
+        if e.status != 409:
+            raise
+    token: str = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"expirationSeconds": 3600}}
+    ).status.token
+    return token
+
+
+def denied(call: Callable[[], Any]) -> str:
+    """The body of the refusal ``call`` meets (the test fails if it is admitted)."""
+    with pytest.raises(client.ApiException) as refused:
+        call()
+    assert refused.value.status in (403, 422), refused.value.body
+    return str(refused.value.body)
+
+
+@pytest.fixture
+def as_operator(cluster: ClusterHandle, operator: OperatorProcess) -> Iterator[Any]:
+    api = client_for(operator.kubeconfig)
+    yield api
+    api.close()
+
+
+def _job(api: Any, namespace: str, operator: OperatorProcess) -> dict[str, Any]:
+    """A worker Job exactly as the operator builds it, for a resource of ``namespace``."""
+    body = create(api, namespace, manifest("target", ["x"], run=None))
+    return build_job(body, "attempt", Settings.from_env(operator.env))
+
+
+def _mutations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
+    """Each escalation attempt: the Job, and the guard's message that must refuse it."""
+
+    def change(edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, Any]:
+        out = copy.deepcopy(job)
+        pod = out["spec"]["template"]["spec"]
+        edit(pod, pod["containers"][0])
+        return out
+
+    return {
+        "other-service-account": (
+            change(lambda pod, _: pod.update(serviceAccountName="default")),
+            "runs as the ServiceAccount",
+        ),
+        "host-path": (
+            change(
+                lambda pod, c: (
+                    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
+                    c["volumeMounts"].append({"name": "host", "mountPath": "/host"}),
+                )
+            ),
+            "emptyDir volumes only",
+        ),
+        "host-network": (
+            change(lambda pod, _: pod.update(hostNetwork=True)),
+            "may not use host namespaces",
+        ),
+        "privileged": (
+            change(lambda _, c: c["securityContext"].update(privileged=True)),
+            "may not be privileged",
+        ),
+        "other-image": (
+            change(lambda _, c: c.update(image="attacker/tool:latest")),
+            "configured image",
+        ),
+        "other-secret": (
+            change(
+                lambda _, c: c["env"][0]["valueFrom"]["secretKeyRef"].update(name="someone-else")
+            ),
+            "may read only its own API-key Secret",
+        ),
+    }
+
+
+def test_a_compromised_operator_cannot_escalate(
+    api: Any, namespace: str, as_operator: Any, operator: OperatorProcess
+) -> None:
+    batch = apis.BatchV1Api(as_operator)
+    job = _job(api, namespace, operator)
+    # the control: the operator's own Job is admitted (dry run: nothing is created)
+    batch.create_namespaced_job(namespace, job, dry_run="All")
+
+    for attempt, (bad, message) in _mutations(job).items():
+        body = denied(lambda bad=bad: batch.create_namespaced_job(namespace, bad, dry_run="All"))
+        assert GUARD in body and message in body, (attempt, body)
+
+    system_job = copy.deepcopy(job)
+    system_job["metadata"]["namespace"] = "kube-system"
+    body = denied(lambda: batch.create_namespaced_job("kube-system", system_job, dry_run="All"))
+    assert "does not serve namespace kube-system" in body
+
+    rbac = apis.RbacAuthorizationV1Api(as_operator)
+    everyone = [{"kind": "Group", "name": "system:authenticated", "apiGroup": rbac_group}]
+
+    def binding(role: str, subjects: list[dict[str, str]]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "grab"},
+            "roleRef": {"apiGroup": rbac_group, "kind": "ClusterRole", "name": role},
+            "subjects": subjects,
+        }
+
+    worker_role = Settings.from_env(operator.env).worker_cluster_role
+    operator_role = worker_role.removesuffix("-worker")
+    # the operator's own role (all rights it holds, so RBAC's escalation check lets it pass)
+    body = denied(
+        lambda: rbac.create_namespaced_role_binding(
+            namespace, binding(operator_role, everyone), dry_run="All"
+        )
+    )
+    assert GUARD in body and "worker ClusterRole to the worker ServiceAccount only" in body
+    # the worker role, to everyone
+    body = denied(
+        lambda: rbac.create_namespaced_role_binding(
+            namespace, binding(worker_role, everyone), dry_run="All"
+        )
+    )
+    assert GUARD in body
+    # another role: RBAC refuses before the guard is asked (no bind right on it)
+    body = denied(
+        lambda: rbac.create_namespaced_role_binding(
+            namespace, binding("cluster-admin", everyone), dry_run="All"
+        )
+    )
+    assert "forbidden" in body.lower()
+    # no roles rights at all, no Secrets, no ConfigMap writes
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    role = {"metadata": {"name": "grab"}, "rules": [rule]}
+    denied(lambda: rbac.create_namespaced_role(namespace, role, dry_run="All"))
+    core = apis.CoreV1Api(as_operator)
+    denied(lambda: core.list_namespaced_secret(namespace))
+    denied(
+        lambda: core.read_namespaced_config_map("extension-apiserver-authentication", "kube-system")
+    )
+    precious = {"metadata": {"name": "precious", "labels": {"app": "x"}}, "data": {"k": "v"}}
+    apis.CoreV1Api(api).create_namespaced_config_map(namespace, precious)
+    denied(lambda: core.delete_collection_namespaced_config_map(namespace))
+    assert apis.CoreV1Api(api).read_namespaced_config_map("precious", namespace)
+    # and no Pods at all: only Jobs, whose pods the Job controller creates
+    denied(
+        lambda: core.create_namespaced_pod(
+            namespace,
+            {"metadata": {"name": "p"}, "spec": job["spec"]["template"]["spec"]},
+            dry_run="All",
+        )
+    )
+
+
+rbac_group = "rbac.authorization.k8s.io"
+
+
+def test_real_runs_in_two_namespaces_complete_under_the_guard(
+    api: Any,
+    namespace: str,
+    api_key_secret: str,
+    voyage: StandIn,
+    operator: OperatorProcess,
+) -> None:
+    from tests.e2e.conftest import API_KEY
+
+    other = f"{namespace[:50]}-two"
+    core = apis.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": other}})
+    try:
+        import base64
+
+        key = base64.b64encode(API_KEY.encode()).decode()
+        core.create_namespaced_secret(other, {"metadata": {"name": "mine"}, "data": {"token": key}})
+        create(api, namespace, manifest("one", ["first namespace"]))
+        ref = {"name": "mine", "key": "token"}
+        create(api, other, manifest("two", ["second namespace"], apiKeySecretRef=ref))
+        for ns, name in ((namespace, "one"), (other, "two")):
+            done = wait_phase(api, ns, name, "Completed", "Failed")
+            assert done["status"]["phase"] == "Completed", done["status"].get("message")
+        worker_role = Settings.from_env(operator.env).worker_cluster_role
+        binding = apis.RbacAuthorizationV1Api(api).read_namespaced_role_binding(
+            "embedding-operator-worker", other
+        )
+        [owner] = binding.metadata.owner_references
+        assert (owner.kind, owner.name) == ("ClusterRole", worker_role)
+        assert binding.role_ref.name == worker_role
+    finally:
+        core.delete_namespace(other)
+
+
+def test_a_refused_job_fails_the_run_visibly(
+    api: Any, voyage: StandIn, operator: OperatorProcess
+) -> None:
+    """A resource in a namespace the operator does not serve ends Failed, not stuck."""
+    core = apis.CoreV1Api(api)
+    try:
+        create(api, "kube-public", manifest("refused", ["x"]))
+        failed = wait_phase(api, "kube-public", "refused", "Failed", "Completed", timeout=60)
+        assert failed["status"]["phase"] == "Failed"
+        assert "does not serve namespace kube-public" in failed["status"]["message"]
+        assert not apis.BatchV1Api(api).list_namespaced_job("kube-public").items
+        reasons = {
+            e.reason
+            for e in core.list_namespaced_event(
+                "kube-public", field_selector="involvedObject.name=refused"
+            ).items
+        }
+        assert "JobRefused" in reasons
+    finally:
+        apis.CustomObjectsApi(api).delete_namespaced_custom_object(
+            G, V, "kube-public", P, "refused"
+        )
+
+
+def test_a_compromised_worker_reaches_only_its_own_namespace_records(
+    cluster: ClusterHandle,
+    api: Any,
+    namespace: str,
+    api_key_secret: str,
+    voyage: StandIn,
+    operator: OperatorProcess,
+) -> None:
+    create(api, namespace, manifest("mine", ["x"]))
+    wait_phase(api, namespace, "mine", "Completed", "Failed")
+    worker = Settings.from_env(operator.env).worker_service_account
+    token = account_token(api, namespace, worker)
+    as_worker = client_for(cluster.kubeconfig, token)
+    try:
+        objects = apis.CustomObjectsApi(as_worker)
+        assert objects.get_namespaced_custom_object(G, V, namespace, P, "mine")
+        core = apis.CoreV1Api(as_worker)
+        denied(lambda: core.read_namespaced_secret("voyage-api-key", namespace))
+        denied(lambda: core.list_namespaced_pod(namespace))
+        denied(
+            lambda: objects.patch_namespaced_custom_object(
+                G, V, namespace, P, "mine", {"spec": {"inputs": ["changed"]}}
+            )
+        )
+        denied(lambda: objects.list_namespaced_custom_object(G, V, "default", P))
+        denied(lambda: apis.BatchV1Api(as_worker).list_namespaced_job(namespace))
+    finally:
+        as_worker.close()
+
+
+def test_edit_user_creates_and_runs_view_user_reads(
+    cluster: ClusterHandle, api: Any, namespace: str, api_key_secret: str, voyage: StandIn
+) -> None:
+    rbac = apis.RbacAuthorizationV1Api(api)
+    for who, role in (("alice", "edit"), ("bob", "view")):
+        account_token(api, namespace, who)
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": who},
+                "roleRef": {"apiGroup": rbac_group, "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": who, "namespace": namespace}],
+            },
+        )
+    alice = client_for(cluster.kubeconfig, account_token(api, namespace, "alice"))
+    bob = client_for(cluster.kubeconfig, account_token(api, namespace, "bob"))
+    try:
+        # RBAC aggregation is asynchronous (the clusterrole-aggregation controller)
+        def created() -> bool:
+            try:
+                create(alice, namespace, manifest("by-alice", ["edit can run"], run=None))
+            except client.ApiException as e:
+                if e.status == 403:
+                    return False
+                raise
+            return True
+
+        wait_for(created, 30, what="alice (edit) may create a DeploymentEmbedding")
+        annotate(alice, namespace, "by-alice", names.RUN_ANNOTATION, "go")
+        done = wait_phase(bob, namespace, "by-alice", "Completed", "Failed")  # bob reads it
+        assert done["status"]["phase"] == "Completed", done["status"].get("message")
+        objects = apis.CustomObjectsApi(bob)
+        assert [
+            o["metadata"]["name"]
+            for o in objects.list_namespaced_custom_object(G, V, namespace, P)["items"]
+        ] == ["by-alice"]
+        denied(lambda: create(bob, namespace, manifest("by-bob", ["view cannot"])))
+        denied(lambda: annotate(bob, namespace, "by-alice", names.RUN_ANNOTATION, "again"))
+        # edit gives no status writes (only the operator and its workers write results)
+        denied(
+            lambda: apis.CustomObjectsApi(alice).patch_namespaced_custom_object_status(
+                G, V, namespace, P, "by-alice", {"status": {"phase": "Completed"}}
+            )
+        )
+        # and nothing in other namespaces
+        denied(lambda: create(alice, "default", manifest("elsewhere", ["x"])))
+    finally:
+        alice.close()
+        bob.close()
