@@ -72,7 +72,7 @@ def as_operator(cluster: ClusterHandle, operator: OperatorProcess) -> Iterator[A
 def _job(api: Any, namespace: str, operator: OperatorProcess) -> dict[str, Any]:
     """A worker Job exactly as the operator builds it, for a resource of ``namespace``."""
     body = create(api, namespace, manifest("target", ["x"], run=None))
-    return build_job(body, "attempt", Settings.from_env(operator.env))
+    return build_job(body, "attempt", 1, Settings.from_env(operator.env))
 
 
 def _mutations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:

@@ -118,6 +118,7 @@ def test_all_values_reach_the_operator_and_its_worker_jobs(helm: Path) -> None:
             "spec": {"inputs": ["x"], "model": "voyage-3.5"},
         },
         "go",
+        1,
         settings,
     )["spec"]["template"]["spec"]
     assert job_pod["nodeSelector"] == {"pool": "batch"}

@@ -35,8 +35,13 @@ class Clock:
         return self.now
 
 
+RBAC = "rbac.authorization.k8s.io/v1"
+
+
 def new_api(run: str | None = "r1", inputs: list[str] | None = None) -> FakeApi:
     api = FakeApi()
+    # the chart's worker ClusterRole, which the operator binds (and owns the bindings by)
+    api.put(RBAC, "clusterroles", {"metadata": {"name": SETTINGS.worker_cluster_role}})
     meta: dict[str, Any] = {"name": "demo", "namespace": "ns"}
     if run:
         meta["annotations"] = {names.RUN_ANNOTATION: run}
@@ -104,9 +109,29 @@ def test_a_run_request_creates_the_job_and_the_workers_rights() -> None:
     assert status(api)["runCount"] == 1
     assert job["metadata"]["annotations"][names.ATTEMPT_ANNOTATION] == "1"
     assert job["metadata"]["managedFields"][0]["manager"] == "embedding-operator"
-    for plural in ("serviceaccounts", "roles", "rolebindings"):
-        api_version = "v1" if plural == "serviceaccounts" else "rbac.authorization.k8s.io/v1"
-        assert api.all(api_version, plural, "ns"), plural
+    [account] = api.all("v1", "serviceaccounts", "ns")
+    [binding] = api.all(RBAC, "rolebindings", "ns")
+    role = api.find(RBAC, "clusterroles", "", SETTINGS.worker_cluster_role)
+    assert role is not None and not api.all(RBAC, "roles", "ns")
+    assert binding["roleRef"]["name"] == SETTINGS.worker_cluster_role
+    for obj in (account, binding):
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == role["metadata"]["uid"]
+
+
+def test_existing_worker_rbac_is_never_changed() -> None:
+    """The operator may create the worker's RoleBinding, never patch one (it holds no such
+    right): one that exists, whatever it says, is left as it is."""
+    api = new_api()
+    foreign = {
+        "metadata": {"name": SETTINGS.worker_service_account, "namespace": "ns"},
+        "roleRef": {"kind": "ClusterRole", "name": "something-else"},
+        "subjects": [],
+    }
+    api.put(RBAC, "rolebindings", foreign)
+    assert controller(api).reconcile("ns", "demo") is None
+    [binding] = api.all(RBAC, "rolebindings", "ns")
+    assert binding["roleRef"]["name"] == "something-else"
+    assert not [r for r in api.requests if r.method == "PATCH" and "rolebindings" in r.path]
     assert ("Normal", "Accepted") in events(api)
     assert not has_work(resource(api)) or status(api)["phase"] == "Running"
 

@@ -41,10 +41,10 @@ _RBAC_PATHS = {
     "ServiceAccount": ("v1", "serviceaccounts"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
 }
-_PERMANENT = (400, 404, 422)
-"""API answers to a Job creation that no retry can change: the Job as built is invalid, or the
-chart's operator guard refuses it (422: a namespace the operator does not serve, say), or the
-worker ClusterRole is missing."""
+_PERMANENT = (400, 422)
+"""API answers to a Job creation that no retry can change (the Job as built is invalid). A refusal
+of the chart's operator guard (403: a namespace the operator does not serve, say) or a missing
+worker ClusterRole (404) is retried: an administrator can change either."""
 
 
 def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
