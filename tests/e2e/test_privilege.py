@@ -21,11 +21,10 @@ from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
 from tests.e2e.stack import OperatorProcess
 from tests.e2e.test_operator import G, P, V, annotate, create, manifest, wait_phase
+from tests.guard_cases import GUARD, escalations
 from tests.voyage_standin import StandIn
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("operator")]
-
-GUARD = "embedding-operator guard: "
 
 
 def client_for(kubeconfig: Path, token: str | None = None) -> Any:
@@ -75,50 +74,6 @@ def _job(api: Any, namespace: str, operator: OperatorProcess) -> dict[str, Any]:
     return build_job(body, "attempt", 1, Settings.from_env(operator.env))
 
 
-def _mutations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
-    """Each escalation attempt: the Job, and the guard's message that must refuse it."""
-
-    def change(edit: Callable[[dict[str, Any], dict[str, Any]], None]) -> dict[str, Any]:
-        out = copy.deepcopy(job)
-        pod = out["spec"]["template"]["spec"]
-        edit(pod, pod["containers"][0])
-        return out
-
-    return {
-        "other-service-account": (
-            change(lambda pod, _: pod.update(serviceAccountName="default")),
-            "runs as the ServiceAccount",
-        ),
-        "host-path": (
-            change(
-                lambda pod, c: (
-                    pod["volumes"].append({"name": "host", "hostPath": {"path": "/"}}),
-                    c["volumeMounts"].append({"name": "host", "mountPath": "/host"}),
-                )
-            ),
-            "emptyDir volumes only",
-        ),
-        "host-network": (
-            change(lambda pod, _: pod.update(hostNetwork=True)),
-            "may not use host namespaces",
-        ),
-        "privileged": (
-            change(lambda _, c: c["securityContext"].update(privileged=True)),
-            "may not be privileged",
-        ),
-        "other-image": (
-            change(lambda _, c: c.update(image="attacker/tool:latest")),
-            "configured image",
-        ),
-        "other-secret": (
-            change(
-                lambda _, c: c["env"][0]["valueFrom"]["secretKeyRef"].update(name="someone-else")
-            ),
-            "may read only its own API-key Secret",
-        ),
-    }
-
-
 def test_a_compromised_operator_cannot_escalate(
     api: Any, namespace: str, as_operator: Any, operator: OperatorProcess
 ) -> None:
@@ -127,7 +82,7 @@ def test_a_compromised_operator_cannot_escalate(
     # the control: the operator's own Job is admitted (dry run: nothing is created)
     batch.create_namespaced_job(namespace, job, dry_run="All")
 
-    for attempt, (bad, message) in _mutations(job).items():
+    for attempt, (bad, message) in escalations(job).items():
         body = denied(lambda bad=bad: batch.create_namespaced_job(namespace, bad, dry_run="All"))
         assert GUARD in body and message in body, (attempt, body)
 
