@@ -14,10 +14,16 @@ from celpy import celtypes
 from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
 from tests.guard_cases import GUARD, escalations
-from tests.unit.test_chart import helm, render  # noqa: F401 (the helm fixture)
+from tests.tools.fetch import ensure_tools
+from tests.unit.test_chart import render
 
 IMAGE = "ghcr.io/embedding-operator/embedding-operator:0.1.0"
 OWNER = {"name": "docs", "namespace": "team-a", "uid": "u-1"}
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return ensure_tools()["helm"]
 
 
 def _policy(helm: Path, suffix: str) -> dict[str, Any]:
