@@ -39,7 +39,11 @@ def escalations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
             "may not use host namespaces",
         ),
         "privileged": (
-            change(lambda _, c: c["securityContext"].update(privileged=True)),
+            change(
+                lambda _, c: c["securityContext"].update(
+                    privileged=True, allowPrivilegeEscalation=True
+                )
+            ),
             "may not be privileged",
         ),
         "other-image": (
