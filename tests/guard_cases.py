@@ -20,7 +20,10 @@ def escalations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
         edit(pod, pod["containers"][0])
         return out
 
+    unlabelled = copy.deepcopy(job)  # (an unlabelled Job takes its pods' labels by default)
+    unlabelled["metadata"]["labels"] = unlabelled["spec"]["template"]["metadata"]["labels"] = {}
     return {
+        "unlabelled": (unlabelled, "carry the labels"),
         "other-service-account": (
             change(lambda pod, _: pod.update(serviceAccountName="default")),
             "run as the ServiceAccount",

@@ -297,3 +297,13 @@ def test_edit_user_creates_and_runs_view_user_reads(
     finally:
         alice.close()
         bob.close()
+
+
+def test_the_guard_leaves_everyone_elses_pods_alone(api: Any, namespace: str) -> None:
+    """The guard's Secret check resolves DeploymentEmbeddings as parameters before it looks at
+    who asks; it must not refuse ordinary Pods in a namespace that has none (it once did)."""
+    pod = {
+        "metadata": {"name": "ordinary"},
+        "spec": {"containers": [{"name": "c", "image": "embedding-operator:e2e"}]},
+    }
+    apis.CoreV1Api(api).create_namespaced_pod(namespace, pod, dry_run="All")
