@@ -14,13 +14,12 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from embedding_operator.api import names
 from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
 from tests.e2e.stack import OperatorProcess
-from tests.e2e.test_operator import G, P, V, annotate, create, get, manifest, wait_phase
+from tests.e2e.test_operator import G, P, V, create, get, manifest, wait_phase
 from tests.guard_cases import GUARD, escalations
 from tests.voyage_standin import StandIn
 
@@ -246,57 +245,6 @@ def test_a_compromised_worker_reaches_only_its_own_namespace_records(
         denied(lambda: apis.BatchV1Api(as_worker).list_namespaced_job(namespace))
     finally:
         as_worker.close()
-
-
-def test_edit_user_creates_and_runs_view_user_reads(
-    cluster: ClusterHandle, api: Any, namespace: str, api_key_secret: str, voyage: StandIn
-) -> None:
-    rbac = apis.RbacAuthorizationV1Api(api)
-    for who, role in (("alice", "edit"), ("bob", "view")):
-        account_token(api, namespace, who)
-        rbac.create_namespaced_role_binding(
-            namespace,
-            {
-                "metadata": {"name": who},
-                "roleRef": {"apiGroup": rbac_group, "kind": "ClusterRole", "name": role},
-                "subjects": [{"kind": "ServiceAccount", "name": who, "namespace": namespace}],
-            },
-        )
-    alice = client_for(cluster.kubeconfig, account_token(api, namespace, "alice"))
-    bob = client_for(cluster.kubeconfig, account_token(api, namespace, "bob"))
-    try:
-        # RBAC aggregation is asynchronous (the clusterrole-aggregation controller)
-        def created() -> bool:
-            try:
-                create(alice, namespace, manifest("by-alice", ["edit can run"], run=None))
-            except client.ApiException as e:
-                if e.status == 403:
-                    return False
-                raise
-            return True
-
-        wait_for(created, 30, what="alice (edit) may create a DeploymentEmbedding")
-        annotate(alice, namespace, "by-alice", names.RUN_ANNOTATION, "go")
-        done = wait_phase(bob, namespace, "by-alice", "Completed", "Failed")  # bob reads it
-        assert done["status"]["phase"] == "Completed", done["status"].get("message")
-        objects = apis.CustomObjectsApi(bob)
-        assert [
-            o["metadata"]["name"]
-            for o in objects.list_namespaced_custom_object(G, V, namespace, P)["items"]
-        ] == ["by-alice"]
-        denied(lambda: create(bob, namespace, manifest("by-bob", ["view cannot"])))
-        denied(lambda: annotate(bob, namespace, "by-alice", names.RUN_ANNOTATION, "again"))
-        # edit gives no status writes (only the operator and its workers write results)
-        denied(
-            lambda: apis.CustomObjectsApi(alice).patch_namespaced_custom_object_status(
-                G, V, namespace, P, "by-alice", {"status": {"phase": "Completed"}}
-            )
-        )
-        # and nothing in other namespaces
-        denied(lambda: create(alice, "default", manifest("elsewhere", ["x"])))
-    finally:
-        alice.close()
-        bob.close()
 
 
 def test_the_guard_leaves_everyone_elses_pods_alone(api: Any, namespace: str) -> None:
