@@ -4,13 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv test lint typecheck unit crds demo tools test-helpers cluster-bin cluster-up cluster-down \
-	bench clean host-packages image node-bin
+.PHONY: help venv test lint typecheck unit lowest crds demo tools test-helpers cluster-bin cluster-up \
+	cluster-down bench clean host-packages image node-bin
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
 	@echo "make test   - install what the tests need, then ruff, mypy and pytest"
 	@echo "make unit   - the tests that need no cluster"
+	@echo "make lowest - the same with the lowest versions pyproject.toml allows"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
 	@echo "make cluster-up / cluster-down - the test control plane, for kubectl (NODE=real: a real node)"
 	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
@@ -37,8 +38,16 @@ crds: venv
 	$(VENV)/bin/embedding-operator crd --admission-policy > crds/embedding-operator.dev_admission-policy.yaml
 	cp crds/*.yaml charts/embedding-operator/files/
 
-test: venv lint typecheck cluster-bin tools test-helpers image node-bin
+test: venv lint typecheck lowest cluster-bin tools test-helpers image node-bin
 	$(VENV)/bin/pytest
+
+# The floors in pyproject.toml must work: the lowest declared versions of every direct dependency
+# (uv's lowest-direct resolution) in a venv of their own, running the tests that need no cluster.
+lowest: venv
+	rm -rf .venv-lowest
+	$(VENV)/bin/uv venv -q --python $(PYTHON) .venv-lowest
+	$(VENV)/bin/uv pip install -q --python .venv-lowest/bin/python --resolution lowest-direct -e '.[test]'
+	.venv-lowest/bin/pytest -q -m 'not cluster' -p no:cacheprovider tests/unit
 
 unit: venv
 	$(VENV)/bin/pytest -m 'not cluster'
@@ -102,4 +111,4 @@ bench: venv
 	$(PY) -m benchmarks.throughput
 
 clean:
-	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lowest .cache .pytest_cache .mypy_cache .ruff_cache

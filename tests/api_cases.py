@@ -80,6 +80,26 @@ INVALID: list[Case] = [
     Case("backoff-negative", valid(job={"backoffLimit": -1}), "backoffLimit"),
     Case("deadline-too-short", valid(job={"activeDeadlineSeconds": 5}), "activeDeadlineSeconds"),
     Case("resources-not-quantity", valid(job={"resources": {"limits": {"cpu": [1]}}}), "cpu"),
+    *(
+        Case(f"resources-{where}-{value}", valid(job={"resources": {where: {what: value}}}), what)
+        for where, what, value in [
+            ("requests", "memory", "lots"),
+            ("limits", "memory", "1Gibberish"),
+            ("requests", "cpu", "0.5.5"),
+            ("limits", "cpu", "-1"),
+        ]
+    ),
+    Case("resources-unknown-name", valid(job={"resources": {"requests": {"gpu": "1"}}}), "gpu"),
+    Case(
+        "resources-cpu-request-over-limit",
+        valid(job={"resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}}}),
+        "requests.cpu",
+    ),
+    Case(
+        "resources-memory-request-over-limit",
+        valid(job={"resources": {"requests": {"memory": "1025Mi"}, "limits": {"memory": "1Gi"}}}),
+        "requests.memory",
+    ),
     Case("name-uppercase", valid(name="Hello"), "metadata.name"),
     Case("name-too-long", valid(name="a" * 64), "metadata.name"),
     Case("name-with-dot", valid(name="my.embedding"), "metadata.name"),

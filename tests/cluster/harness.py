@@ -276,6 +276,9 @@ class Cluster:
                 f"--proxy-client-cert-file={certs.front_proxy_client.cert}",
                 f"--proxy-client-key-file={certs.front_proxy_client.key}",
                 "--enable-aggregator-routing=true",
+                # `kubectl logs` and exec dial the node: by its InternalIP (127.0.0.1), never by
+                # resolving the name process-node through the host's DNS resolver
+                "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 "--v=1",
             ],

@@ -271,15 +271,18 @@ class Kubelet:
             worker.start()
 
     def save_pids(self) -> None:
+        """Write the live pod processes' pids. Pod threads call this concurrently: the shared
+        temporary file is written and renamed under the lock, or one thread's rename would find
+        the file another already moved (FileNotFoundError, and a pod thread dead)."""
         with self.lock:
             procs = [
                 {"pid": p.pid, "start": s}
                 for w in self.workers.values()
                 for p, s in w.live_processes()
             ]
-        tmp = self.pids_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(procs))
-        tmp.replace(self.pids_file)
+            tmp = self.pids_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(procs))
+            tmp.replace(self.pids_file)
 
     def run(self) -> None:
         self.register_node()
@@ -417,7 +420,9 @@ class PodWorker(threading.Thread):
 
     def write_status(
         self, phase: str, reason: str | None = None, message: str | None = None
-    ) -> None:
+    ) -> bool:
+        """Report the pod's status; False when it could not be written (it is retried: the
+        next call writes it, since the last written status is remembered only on success)."""
         all_running = bool(self.containers) and all("running" in c.state for c in self.containers)
         ts = now()
 
@@ -443,7 +448,7 @@ class PodWorker(threading.Thread):
         }
         comparable = {k: v for k, v in status.items() if k != "conditions"}
         if comparable == self.last_status:
-            return
+            return True
         try:
             self.core.patch_namespaced_pod_status(
                 self.pod_name, self.namespace, {"status": status}, _content_type=SMP
@@ -453,8 +458,18 @@ class PodWorker(threading.Thread):
             if exc.status == 404:
                 self.stop_requested.set()
                 self.remove_after_stop = False
-            else:
-                log.warning("status of %s: %s %s", self.name, exc.status, exc.body)
+                return True
+            log.warning("status of %s: %s %s", self.name, exc.status, exc.body)
+            return False
+        except Exception as exc:  # the apiserver is down or restarting: try again later
+            log.warning("status of %s not written: %s", self.name, exc)
+            return False
+        return True
+
+    def write_final(self, phase: str, reason: str, message: str) -> None:
+        """A terminal status, retried until the apiserver takes it (or the pod is deleted)."""
+        while not self.write_status(phase, reason, message) and not self.stop_requested.wait(1.0):
+            pass
 
     # -- environment -----------------------------------------------------------------------
 
@@ -738,11 +753,11 @@ class PodWorker(threading.Thread):
             )
             for c in self.containers:
                 c.state = {"waiting": {"reason": "ImageNotSupported", "message": msg}}
-            self.write_status("Failed", "ImageNotSupported", msg)
+            self.write_final("Failed", "ImageNotSupported", msg)
             return
         if self.spec.get("initContainers"):
             msg = "init containers are not supported by the process kubelet"
-            self.write_status("Failed", "InitContainersNotSupported", msg)
+            self.write_final("Failed", "InitContainersNotSupported", msg)
             return
         deadline_s = self.spec.get("activeDeadlineSeconds")
         self.write_status("Pending")
@@ -753,7 +768,7 @@ class PodWorker(threading.Thread):
             if deadline_s is not None and time.monotonic() - self.started_mono > deadline_s:
                 self.kill_all(grace=min(MAX_GRACE_SECONDS, 5))
                 self.poll_containers_final(137, "DeadlineExceeded")
-                self.write_status(
+                self.write_final(
                     "Failed",
                     "DeadlineExceeded",
                     f"Pod was active on the node longer than the specified deadline "
@@ -762,11 +777,11 @@ class PodWorker(threading.Thread):
                 return
             self.poll_containers()
             phase = self.phase()
-            self.write_status(phase)
-            if phase in ("Succeeded", "Failed"):
+            written = self.write_status(phase)
+            if phase in ("Succeeded", "Failed") and written:
                 log.info("%s: %s", self.name, phase)
                 return
-            self.stop_requested.wait(0.2)
+            self.stop_requested.wait(0.2 if written else 1.0)
 
     def poll_containers_final(self, default_code: int, reason: str) -> None:
         """After a kill: every container is terminated for good."""

@@ -14,6 +14,7 @@ import celpy
 import jsonschema
 from celpy import celtypes
 
+from embedding_operator.api.types import quantity_value
 from tests.api_cases import crd
 
 
@@ -45,7 +46,17 @@ def _format(template: celtypes.StringType, args: celtypes.ListType) -> celtypes.
     return celtypes.StringType(str(template) % tuple(str(a) for a in args))
 
 
-_FUNCTIONS = {"sum": _sum, "format": _format}
+def _quantity(text: celtypes.StringType) -> celtypes.DoubleType:
+    """Kubernetes' CEL quantity library, as far as the CRD uses it: ``quantity(s)`` (a number
+    here) and ``.compareTo(q)``."""
+    return celtypes.DoubleType(float(quantity_value(str(text))))
+
+
+def _compare_to(left: celtypes.DoubleType, right: celtypes.DoubleType) -> celtypes.IntType:
+    return celtypes.IntType((left > right) - (left < right))
+
+
+_FUNCTIONS = {"sum": _sum, "format": _format, "quantity": _quantity, "compareTo": _compare_to}
 
 
 def _evaluate(rules: list[dict[str, Any]], where: str, bindings: dict[str, Any]) -> list[str]:
@@ -81,8 +92,16 @@ def refusals(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str
     ]
     if errors:
         return errors  # CEL runs only on objects that pass the structural schema
-    spec_rules = schema["properties"]["spec"]["x-kubernetes-validations"]
-    errors += _evaluate(spec_rules, "spec", {"self": obj["spec"]})
+    errors += _nested(schema["properties"]["spec"], obj["spec"], "spec")
     root = {"self": obj} if old is None else {"self": obj, "oldSelf": old}
     errors += _evaluate(schema["x-kubernetes-validations"], "", root)
+    return errors
+
+
+def _nested(schema: dict[str, Any], value: Any, where: str) -> list[str]:
+    """The rules of ``schema`` and of every object below it that is present in ``value``."""
+    errors = _evaluate(schema.get("x-kubernetes-validations") or [], where, {"self": value})
+    for name, child in (schema.get("properties") or {}).items():
+        if isinstance(value, dict) and name in value:
+            errors += _nested(child, value[name], f"{where}.{name}")
     return errors

@@ -177,3 +177,17 @@ def test_integer_dtypes_serialize_as_integers() -> None:
         embeddings=[[0.5, -0.25]],
     )
     assert floats.to_dict()["embeddings"] == [[0.5, -0.25]]
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": 1, "memory": "1024Mi"}},
+        {"requests": {"cpu": "0.25"}, "limits": {"cpu": ".5", "memory": "1e9"}},
+        {"limits": {"memory": "2G"}},
+    ],
+)
+def test_usable_resources_are_accepted_by_both(resources: dict[str, object]) -> None:
+    obj = valid(job={"resources": resources})
+    assert refusals(obj) == []
+    DeploymentEmbedding.model_validate(obj)

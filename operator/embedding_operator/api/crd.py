@@ -45,8 +45,13 @@ def _structural(node: Any, defs: Schema) -> Any:
         if len(variants) == 1:
             return _structural({**variants[0], **rest}, defs)
         if {v.get("type") for v in variants} == {"integer", "string"}:
-            # Kubernetes quantities: the one union a structural schema may express.
-            return {**_structural(rest, defs), "x-kubernetes-int-or-string": True}
+            # Kubernetes quantities: the one union a structural schema may express. The string's
+            # pattern and the integer's minimum stay (each applies only to its own type), as in
+            # the CRDs controller-gen makes for resource.Quantity.
+            kept = {
+                k: v[k] for v in variants for k in ("pattern", "maxLength", "minimum") if k in v
+            }
+            return {**_structural(rest, defs), **kept, "x-kubernetes-int-or-string": True}
         raise ValueError(f"union not expressible in a structural schema: {node}")
     out: Schema = {}
     for key, value in node.items():
@@ -58,8 +63,10 @@ def _structural(node: Any, defs: Schema) -> Any:
             out[key] = value
         else:
             out[key] = _structural(value, defs)
-    if "const" in out:
-        out["enum"] = [out.pop("const")]
+    if "const" in out:  # pydantic versions differ in whether "enum" comes too, and where
+        value = out.pop("const")
+        out.pop("enum", None)
+        out = {"enum": [value], **out}
     return out
 
 

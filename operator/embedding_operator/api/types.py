@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     StringConstraints,
     field_serializer,
     model_validator,
@@ -49,7 +51,21 @@ ModelName = Literal[
 ]
 InputType = Literal["query", "document"]
 ConditionStatus = Literal["True", "False", "Unknown"]
-Quantity = int | Annotated[str, StringConstraints(pattern=r"^[0-9.]+[a-zA-Z]*$", max_length=32)]
+QUANTITY_PATTERN = r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)(([KMGTPE]i)|[mkMGTPE]|[eE][+-]?[0-9]+)?$"
+"""A Kubernetes resource quantity (``resource.Quantity``'s grammar, without a sign): 100m, 0.5,
+1Gi, 1e3. "lots", "1Gibberish" and "0.5.5" are not quantities."""
+Quantity = (
+    Annotated[int, Field(ge=0)]
+    | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=32)]
+)
+_SUFFIXES = {
+    **{s: Decimal(1024) ** (i + 1) for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"))},
+    **{s: Decimal(1000) ** (i + 1) for i, s in enumerate(("k", "M", "G", "T", "P", "E"))},
+    "m": Decimal("0.001"),
+    "": Decimal(1),
+}
+RESOURCE_NAMES = ("cpu", "memory")
+"""The resources a worker container may ask for (extended resources such as GPUs: no use)."""
 Input = Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_LENGTH)]
 DnsName = Annotated[
     str,
@@ -100,11 +116,69 @@ class RateLimits(_SpecModel):
     )
 
 
-class ResourceRequirements(_SpecModel):
-    """Pod resources of the worker container (the Kubernetes shape, quantities as strings)."""
+def quantity_value(quantity: int | str) -> Decimal:
+    """The number a quantity stands for (``1Gi`` -> 1073741824), to compare requests and limits
+    as the apiserver does (CEL's ``quantity(...).compareTo(...)``)."""
+    text = str(quantity).lstrip("+")
+    match = re.fullmatch(r"([0-9.]+)(?:[eE]([+-]?[0-9]+)|([A-Za-z]*))", text)
+    if not match:
+        raise ValueError(f"{quantity!r} is not a quantity")
+    number = Decimal(match[1])
+    if match[2] is not None:
+        return number * Decimal(10) ** int(match[2])
+    return number * _SUFFIXES[match[3] or ""]
 
-    requests: dict[str, Quantity] | None = Field(default=None, description="Minimum resources.")
-    limits: dict[str, Quantity] | None = Field(default=None, description="Maximum resources.")
+
+def request_over_limit_error(resource: str) -> str:
+    return f"requests.{resource} must not exceed limits.{resource} (a request is at most its limit)"
+
+
+class ResourceList(_SpecModel):
+    """Amounts per resource; only the resources a worker can use."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU, e.g. 500m or 1.")
+    memory: Quantity | None = Field(default=None, description="Memory, e.g. 256Mi or 1Gi.")
+
+
+def _request_rules() -> list[JsonValue]:
+    """requests <= limits, per resource, in CEL (Kubernetes' quantity library): the apiserver
+    refuses such a Job, so the resource must be refused first (mirrored by ``_check`` below)."""
+    return [
+        {
+            "rule": (
+                f"!(has(self.requests) && has(self.limits) && has(self.requests.{name}) && "
+                f"has(self.limits.{name})) || quantity(string(self.requests.{name}))"
+                f".compareTo(quantity(string(self.limits.{name}))) <= 0"
+            ),
+            "message": request_over_limit_error(name),
+            "fieldPath": f".requests.{name}",
+            "reason": "FieldValueInvalid",
+        }
+        for name in RESOURCE_NAMES
+    ]
+
+
+class ResourceRequirements(_SpecModel):
+    """Pod resources of the worker container (the Kubernetes shape)."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _request_rules()})
+
+    requests: ResourceList | None = Field(default=None, description="Minimum resources.")
+    limits: ResourceList | None = Field(default=None, description="Maximum resources.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ResourceRequirements:
+        if self.requests is None or self.limits is None:
+            return self
+        for name in RESOURCE_NAMES:
+            wanted, most = getattr(self.requests, name), getattr(self.limits, name)
+            if (
+                wanted is not None
+                and most is not None
+                and quantity_value(wanted) > quantity_value(most)
+            ):
+                raise ValueError(request_over_limit_error(name))
+        return self
 
 
 class JobOptions(_SpecModel):

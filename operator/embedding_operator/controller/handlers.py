@@ -84,6 +84,9 @@ class Requeue:
 
         self._timers[key] = loop.call_later(delay, fire)
 
+    def pending(self, key: Key) -> bool:
+        return key in self._timers
+
     def cancel(self, key: Key) -> None:
         timer = self._timers.pop(key, None)
         if timer:
@@ -142,14 +145,17 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 async def _resync(memo: kopf.Memo, interval: float) -> None:
     """Every ``interval``, reconcile each resource with work left (concurrently: one slow
-    resource must not hold up the others); skip those being reconciled right now."""
+    resource must not hold up the others); skip those being reconciled right now, and those
+    waiting out their backoff (their timer brings them back)."""
     controller: Controller = memo["controller"]
     serial: Serial = memo["serial"]
+    requeue: Requeue = memo["requeue"]
     while True:
         await asyncio.sleep(interval)
         try:
             keys = await asyncio.to_thread(controller.with_work)
-            await asyncio.gather(*(reconcile(memo, *key) for key in keys if not serial.busy(key)))
+            due = [k for k in keys if not serial.busy(k) and not requeue.pending(k)]
+            await asyncio.gather(*(reconcile(memo, *key) for key in due))
         except Exception:
             log.exception("resync failed; retrying in %ss", interval)
 
