@@ -122,6 +122,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.enabled = False  # our Events are posted by the reconcile, with reasons
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
+    # Only the Jobs and pods the operator owns cross the wire: the apiserver filters (the
+    # handlers' ``labels=`` alone would filter after every Job and pod of the cluster arrived).
+    owned = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE},{names.OWNER_LABEL}"
+    settings.watching.label_selectors["batch", "jobs"] = owned
+    settings.watching.label_selectors["", "pods"] = owned
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
     namespaces = tuple(memo.get("namespaces") or ())
