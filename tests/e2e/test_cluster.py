@@ -173,6 +173,14 @@ CEL_CASES: list[tuple[str, dict[str, Any], str]] = [
         valid(name="my.embedding"),
         "metadata.name must be a lowercase slug of at most 63 characters",
     ),
+    *(
+        (
+            f"self.requests.{name}",
+            valid(job={"resources": {"requests": {name: big}, "limits": {name: small}}}),
+            f"requests.{name} must not exceed limits.{name}",
+        )
+        for name, big, small in (("cpu", "1001m", 1), ("memory", "1025Mi", "1Gi"))
+    ),
 ]
 TRANSITION_RULE = "oldSelf.status.phase"
 

@@ -79,7 +79,7 @@ def test_a_hung_call_does_not_wedge_the_resource_nor_the_others(
     assert proxy.count("GET", "/deploymentembeddings/hung", "hang") == 2
     proxy.heal()
     # the Job and pod watches ask the apiserver for the operator's own objects only
-    owned = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dembedding-operator"
+    owned = "labelSelector=app.kubernetes.io/managed-by%3Dembedding-operator"
     for plural in ("/jobs?", "/pods?"):
         watches = [p for m, p, _ in proxy.seen if m == "GET" and plural in p and "watch" in p]
         assert watches and all(owned in p for p in watches), watches

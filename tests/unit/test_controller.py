@@ -340,6 +340,12 @@ def test_a_job_without_a_pod_fails_past_the_start_timeout_with_the_jobs_own_word
     p = plan(body, job(age_seconds=61), [], NOW, SETTINGS, job_warnings=[why])
     assert p.patch["phase"] == "Failed" and reason_of(p.patch) == Reason.POD_NOT_STARTED
     assert why in p.patch["message"] and p.delete_job == "demo-job"
+    # pods that existed and are being removed (past a deadline) are not "never created"
+    ending = job(age_seconds=61)
+    ending["status"].update(failed=1)
+    assert not plan(body, ending, [], NOW, SETTINGS, job_warnings=[why])
+    ending = job("FailureTarget", "DeadlineExceeded", age_seconds=61)
+    assert not plan(body, ending, [], NOW, SETTINGS, job_warnings=[why])
 
 
 def test_cancel_deletes_the_job_and_fails_the_run() -> None:

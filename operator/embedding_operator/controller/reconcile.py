@@ -115,6 +115,15 @@ def _waiting(pods: list[Obj]) -> tuple[Reason, str] | None:
     return None
 
 
+def _had_pods(job: Obj) -> bool:
+    """Whether the Job ever had a pod, or is already ending: no pod *now* is then the Job
+    controller removing them (past a deadline, say), not a pod that could never be created."""
+    status = job.get("status") or {}
+    counted = any(status.get(k) for k in ("active", "ready", "succeeded", "failed", "terminating"))
+    ending = any(c.get("status") == "True" for c in status.get("conditions") or [])
+    return counted or ending
+
+
 def _not_started(
     job: Obj, pods: list[Obj], job_warnings: list[str], now: datetime, timeout: float
 ) -> tuple[Reason, str] | None:
@@ -122,7 +131,7 @@ def _not_started(
     still waiting, or no pod at all (the Job controller could not create one; its Events say
     why, e.g. a missing ServiceAccount)."""
     if not pods:
-        if _age(job, now) < timeout:
+        if _age(job, now) < timeout or _had_pods(job):
             return None
         why = job_warnings[-1] if job_warnings else "no pod was created"
         return Reason.POD_NOT_STARTED, f"the Job's pod was not created within {timeout:.0f}s: {why}"
