@@ -129,5 +129,5 @@ def test_storage_settings_from_env() -> None:
     assert settings.inline_max_bytes == 1000 and settings.chunk_bytes == 768 * 1024
     with pytest.raises(ValueError, match="1 MiB"):
         StorageSettings(chunk_bytes=1024 * 1024)
-    with pytest.raises(ValueError, match="number of bytes"):
+    with pytest.raises(ValueError, match="EMBEDDING_OPERATOR_CHUNK_BYTES must be a whole number"):
         StorageSettings.from_env({"EMBEDDING_OPERATOR_CHUNK_BYTES": "lots"})

@@ -56,6 +56,8 @@ class Reason(StrEnum):
     SECRET_KEY_NOT_FOUND = "SecretKeyNotFound"
     VOYAGE_ERROR = "VoyageError"
     RESULT_TOO_LARGE = "ResultTooLarge"
+    INVALID_SETTING = "InvalidSetting"
+    """An operator setting handed to the worker does not parse: permanent until it is fixed."""
     JOB_CREATE_FAILED = "JobCreateFailed"
     """The API refused the Job for a reason that may pass (quota, RBAC, outage): retried."""
     INVALID_JOB_SPEC = "InvalidJobSpec"

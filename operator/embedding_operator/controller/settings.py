@@ -7,32 +7,17 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from embedding_operator import __version__
+from embedding_operator import settings as registry
 
-WORKER_PASSTHROUGH: Final = (
-    # the Voyage layer (voyage/settings.py)
-    "VOYAGE_BASE_URL",
-    "VOYAGE_TIMEOUT_SECONDS",
-    "VOYAGE_MAX_ATTEMPTS",
-    "VOYAGE_MAX_RETRY_SECONDS",
-    "EMBEDDING_OPERATOR_RPM",
-    "EMBEDDING_OPERATOR_TPM",
-    "EMBEDDING_OPERATOR_CONCURRENCY",
-    # the result stores (storage/settings.py)
-    "EMBEDDING_OPERATOR_INLINE_MAX_BYTES",
-    "EMBEDDING_OPERATOR_CHUNK_BYTES",
-    "EMBEDDING_OPERATOR_MAX_RESULT_BYTES",
-    # the log format (logs.py)
-    "EMBEDDING_OPERATOR_LOG_FORMAT",
-)
+WORKER_PASSTHROUGH: Final = registry.WORKER_SETTINGS
 """Operator environment handed on to every worker pod (never the API key: that comes only from
-the resource's Secret)."""
+the resource's Secret); the registry's ``worker`` settings."""
 
 
-WORKER_EXTRA_ENV: Final = "EMBEDDING_OPERATOR_WORKER_EXTRA_ENV"
+WORKER_EXTRA_ENV: Final = registry.REGISTRY["EMBEDDING_OPERATOR_WORKER_EXTRA_ENV"].name
 """A JSON object of further worker environment (the chart's ``worker.extraEnv``: HTTPS_PROXY,
 say)."""
-WORKER_POD_SPEC: Final = "EMBEDDING_OPERATOR_WORKER_POD_SPEC"
+WORKER_POD_SPEC: Final = registry.REGISTRY["EMBEDDING_OPERATOR_WORKER_POD_SPEC"].name
 """A JSON object of pod-spec fields for every worker Job (the chart's worker scheduling)."""
 WORKER_POD_FIELDS: Final = (
     "nodeSelector",
@@ -80,15 +65,17 @@ def _pod_spec(env: dict[str, str]) -> dict[str, Any]:
 class Settings:
     """Operator-wide settings, from the environment the chart sets (:meth:`from_env`)."""
 
-    image: str = f"embedding-operator:{__version__}"
-    image_pull_policy: str = "IfNotPresent"
-    worker_service_account: str = "embedding-operator-worker"
-    worker_cluster_role: str = "embedding-operator-worker"
+    image: str = str(registry.default("EMBEDDING_OPERATOR_IMAGE"))
+    image_pull_policy: str = str(registry.default("EMBEDDING_OPERATOR_IMAGE_PULL_POLICY"))
+    worker_service_account: str = str(registry.default("EMBEDDING_OPERATOR_WORKER_SERVICE_ACCOUNT"))
+    worker_cluster_role: str = str(registry.default("EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE"))
     """The chart's ClusterRole of worker rights; the operator binds it per namespace and may bind
     nothing else (``clusterroles: bind`` on this one name)."""
-    resync_seconds: float = 30.0
+    resync_seconds: float = float(registry.default("EMBEDDING_OPERATOR_RESYNC_SECONDS"))
     """How often every unfinished resource is reconciled even without an event."""
-    pod_start_timeout_seconds: float = 120.0
+    pod_start_timeout_seconds: float = float(
+        registry.default("EMBEDDING_OPERATOR_POD_START_TIMEOUT_SECONDS")
+    )
     """A worker pod that has not started by then (bad Secret, image, scheduling) fails the run."""
     worker_env: dict[str, str] = field(default_factory=dict)
     worker_pod_spec: dict[str, Any] = field(default_factory=dict)
@@ -96,23 +83,22 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """From the environment; a bad value is a SettingError naming it (the operator stops)."""
         env = dict(os.environ if env is None else env)
-        defaults = cls()
+        registry.check_all(WORKER_PASSTHROUGH, env)  # the workers' too: refuse them here first
         return cls(
-            image=env.get("EMBEDDING_OPERATOR_IMAGE", defaults.image),
-            image_pull_policy=env.get("EMBEDDING_OPERATOR_IMAGE_PULL_POLICY", "IfNotPresent"),
-            worker_service_account=env.get(
-                "EMBEDDING_OPERATOR_WORKER_SERVICE_ACCOUNT", defaults.worker_service_account
+            image=str(registry.string("EMBEDDING_OPERATOR_IMAGE", env)),
+            image_pull_policy=str(registry.string("EMBEDDING_OPERATOR_IMAGE_PULL_POLICY", env)),
+            worker_service_account=str(
+                registry.string("EMBEDDING_OPERATOR_WORKER_SERVICE_ACCOUNT", env)
             ),
-            worker_cluster_role=env.get(
-                "EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE", defaults.worker_cluster_role
-            ),
-            resync_seconds=float(env.get("EMBEDDING_OPERATOR_RESYNC_SECONDS", "30")),
+            worker_cluster_role=str(registry.string("EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE", env)),
+            resync_seconds=float(registry.number("EMBEDDING_OPERATOR_RESYNC_SECONDS", env) or 0),
             pod_start_timeout_seconds=float(
-                env.get("EMBEDDING_OPERATOR_POD_START_TIMEOUT_SECONDS", "120")
+                registry.number("EMBEDDING_OPERATOR_POD_START_TIMEOUT_SECONDS", env) or 0
             ),
             worker_env={
-                **{k: env[k] for k in WORKER_PASSTHROUGH if env.get(k)},
+                **{k: env[k].strip() for k in WORKER_PASSTHROUGH if env.get(k, "").strip()},
                 **_extra_env(env),
             },
             worker_pod_spec=_pod_spec(env),

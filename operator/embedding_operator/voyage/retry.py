@@ -23,6 +23,7 @@ from tenacity import (
     stop_after_delay,
 )
 
+from embedding_operator import settings as registry
 from embedding_operator.voyage.errors import Outcome, classify
 
 
@@ -30,9 +31,9 @@ from embedding_operator.voyage.errors import Outcome, classify
 class RetryPolicy:
     """Bounds of the retries of one batch."""
 
-    max_attempts: int = 8
+    max_attempts: int = int(registry.default("VOYAGE_MAX_ATTEMPTS"))
     """Attempts in all (the first one included)."""
-    max_elapsed: float = 600.0
+    max_elapsed: float = float(registry.default("VOYAGE_MAX_RETRY_SECONDS"))
     """Seconds after the first attempt past which no new attempt starts."""
     initial_backoff: float = 0.5
     max_backoff: float = 30.0

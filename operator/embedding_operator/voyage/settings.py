@@ -5,16 +5,11 @@ Precedence for rate limits and concurrency (first set wins):
 defaults. The environment lets an operator installed for a higher Voyage tier raise the defaults
 for every resource at once.
 
-=================================  =========================================================
-``VOYAGE_API_KEY``                 the key (the worker gets it from the resource's Secret)
-``VOYAGE_BASE_URL``                API base URL including ``/v1`` (default: Voyage's)
-``VOYAGE_TIMEOUT_SECONDS``         timeout of one request (default 120)
-``VOYAGE_MAX_ATTEMPTS``            attempts per batch, first included (default 8)
-``VOYAGE_MAX_RETRY_SECONDS``       no new attempt of a batch after this long (default 600)
-``EMBEDDING_OPERATOR_RPM``         default requests per minute for all resources
-``EMBEDDING_OPERATOR_TPM``         default tokens per minute for all resources
-``EMBEDDING_OPERATOR_CONCURRENCY`` default requests in flight (default 8)
-=================================  =========================================================
+The variables (``VOYAGE_BASE_URL``, ``VOYAGE_TIMEOUT_SECONDS``, ``VOYAGE_MAX_ATTEMPTS``,
+``VOYAGE_MAX_RETRY_SECONDS``, ``EMBEDDING_OPERATOR_RPM``, ``EMBEDDING_OPERATOR_TPM``,
+``EMBEDDING_OPERATOR_CONCURRENCY``), their defaults and bounds are in the registry,
+:mod:`embedding_operator.settings`; ``VOYAGE_API_KEY`` is the key (the worker gets it from the
+resource's Secret).
 """
 
 from __future__ import annotations
@@ -22,14 +17,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
+from embedding_operator import settings as registry
 from embedding_operator.api.catalog import ModelInfo
 from embedding_operator.api.types import RateLimits
 from embedding_operator.voyage.retry import RetryPolicy
 
-DEFAULT_CONCURRENCY = 8
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_CONCURRENCY = int(registry.default("EMBEDDING_OPERATOR_CONCURRENCY"))
+DEFAULT_TIMEOUT = float(registry.default("VOYAGE_TIMEOUT_SECONDS"))
 
 
 @dataclass(frozen=True)
@@ -57,13 +52,13 @@ class Limits:
         spec = overrides or RateLimits()
         return cls(
             requests_per_minute=spec.requests_per_minute
-            or _env_int(env, "EMBEDDING_OPERATOR_RPM")
+            or registry.integer("EMBEDDING_OPERATOR_RPM", env)
             or model.requests_per_minute,
             tokens_per_minute=spec.tokens_per_minute
-            or _env_int(env, "EMBEDDING_OPERATOR_TPM")
+            or registry.integer("EMBEDDING_OPERATOR_TPM", env)
             or model.tokens_per_minute,
             max_concurrency=spec.max_concurrency
-            or _env_int(env, "EMBEDDING_OPERATOR_CONCURRENCY")
+            or registry.integer("EMBEDDING_OPERATOR_CONCURRENCY", env)
             or DEFAULT_CONCURRENCY,
         )
 
@@ -86,40 +81,12 @@ class ClientSettings:
         key = api_key if api_key is not None else env.get("VOYAGE_API_KEY", "")
         if not key.strip():
             raise ValueError("no Voyage API key: set VOYAGE_API_KEY")
-        defaults = RetryPolicy()
         return cls(
             api_key=key.strip(),
-            base_url=(env.get("VOYAGE_BASE_URL") or "").rstrip("/") or None,
-            timeout=_env_float(env, "VOYAGE_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT,
+            base_url=(registry.string("VOYAGE_BASE_URL", env) or "").rstrip("/") or None,
+            timeout=registry.number("VOYAGE_TIMEOUT_SECONDS", env) or DEFAULT_TIMEOUT,
             retry=RetryPolicy(
-                max_attempts=_env_int(env, "VOYAGE_MAX_ATTEMPTS") or defaults.max_attempts,
-                max_elapsed=_env_float(env, "VOYAGE_MAX_RETRY_SECONDS") or defaults.max_elapsed,
+                max_attempts=registry.integer("VOYAGE_MAX_ATTEMPTS", env) or 1,
+                max_elapsed=registry.number("VOYAGE_MAX_RETRY_SECONDS", env) or 0.0,
             ),
         )
-
-
-N = TypeVar("N", int, float)
-
-
-def _env_number(env: Mapping[str, str], name: str, kind: type[N]) -> N | None:
-    """A positive number from the environment; None when unset; a ValueError naming the
-    variable when it is not one."""
-    value = env.get(name, "").strip()
-    if not value:
-        return None
-    what = "integer" if kind is int else "number"
-    try:
-        number = kind(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a positive {what}, not {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be a positive {what}, not {value!r}")
-    return number
-
-
-def _env_int(env: Mapping[str, str], name: str) -> int | None:
-    return _env_number(env, name, int)
-
-
-def _env_float(env: Mapping[str, str], name: str) -> float | None:
-    return _env_number(env, name, float)

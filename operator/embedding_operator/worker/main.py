@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from embedding_operator import settings as registry
 from embedding_operator.api import lifecycle
 from embedding_operator.api.lifecycle import Clock
 from embedding_operator.api.status import ExitCode, Phase, Reason
@@ -89,6 +90,13 @@ def _patience(body: dict[str, Any], clock: Clock) -> float:
 
 def _run(kube: Kube, writer: StatusWriter, job: str, body: dict[str, Any]) -> int:
     spec = DeploymentEmbeddingSpec.model_validate(body["spec"])
+    try:
+        registry.check_all(registry.WORKER_SETTINGS)
+    except registry.SettingError as e:
+        # The operator's environment, not this run, is wrong: retrying the pod cannot help.
+        return _fail(
+            writer, body, Reason.INVALID_SETTING, f"{e} (an operator setting: see its chart values)"
+        )
     try:
         client = ClientSettings.from_env()
     except ValueError as e:
