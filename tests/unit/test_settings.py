@@ -93,14 +93,21 @@ def test_the_operator_refuses_a_bad_worker_setting_at_start() -> None:
         Settings.from_env({"EMBEDDING_OPERATOR_CHUNK_BYTES": "big"})
 
 
+def worker_with(monkeypatch: pytest.MonkeyPatch, standin: StandIn, **env: str) -> tuple[Any, int]:
+    """A worker run of one input with ``env`` set; the API and the exit code."""
+    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
+    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    api, job = running_api(["alpha"])
+    return api, run_worker("ns", "demo", job, kube=api.kube())
+
+
 def test_a_bad_setting_fails_the_worker_at_once_and_for_good(
     standin: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
-    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
-    monkeypatch.setenv("EMBEDDING_OPERATOR_INLINE_MAX_BYTES", "256 KiB")
-    api, job = running_api(["alpha"])
-    assert run_worker("ns", "demo", job, kube=api.kube()) == ExitCode.PERMANENT
+    api, code = worker_with(monkeypatch, standin, EMBEDDING_OPERATOR_INLINE_MAX_BYTES="256 KiB")
+    assert code == ExitCode.PERMANENT
     assert status(api)["phase"] == "Failed"
     assert condition(api, "Succeeded")["reason"] == Reason.INVALID_SETTING
     assert "EMBEDDING_OPERATOR_INLINE_MAX_BYTES must be a whole number" in status(api)["message"]
@@ -110,12 +117,13 @@ def test_a_bad_setting_fails_the_worker_at_once_and_for_good(
 def test_whole_numbers_helm_writes_as_floats_run(
     standin: StandIn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
-    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
-    monkeypatch.setenv("EMBEDDING_OPERATOR_TPM", "1.6e+07")
-    monkeypatch.setenv("EMBEDDING_OPERATOR_MAX_RESULT_BYTES", "1.00663296e+08")
-    api, job = running_api(["alpha"])
-    assert run_worker("ns", "demo", job, kube=api.kube()) == ExitCode.OK
+    api, code = worker_with(
+        monkeypatch,
+        standin,
+        EMBEDDING_OPERATOR_TPM="1.6e+07",
+        EMBEDDING_OPERATOR_MAX_RESULT_BYTES="1.00663296e+08",
+    )
+    assert code == ExitCode.OK
     assert status(api)["phase"] == "Completed"
 
 
