@@ -196,7 +196,7 @@ def test_the_docs_list_the_registry() -> None:
     text = (ROOT / "docs" / "operator.md").read_text()
     section = text[text.index("## Settings") :]
     section = section[: section.index("\n## ", 1)]
-    rows = dict(re.findall(r"^\| `([A-Z_]+)` \| ([^|]*) \|", section, re.M))
+    rows = dict(re.findall(r"^\| `([A-Z_]+)` \|([^|]*)\|", section, re.M))
     assert set(rows) == set(registry.REGISTRY), "docs/operator.md's settings table"
     for name, setting in registry.REGISTRY.items():
         if isinstance(setting.default, int | float) and not isinstance(setting.default, bool):
