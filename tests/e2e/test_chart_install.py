@@ -79,6 +79,9 @@ def test_helm_install_runs_the_operator_as_a_deployment(
         done = wait_phase(api, namespace, "via-helm", "Completed", "Failed", timeout=90)
         assert done["status"]["phase"] == "Completed", done["status"].get("message")
         [job] = apis.BatchV1Api(api).list_namespaced_job(namespace).items
+        [binding] = apis.RbacAuthorizationV1Api(api).list_namespaced_role_binding(namespace).items
+        assert binding.role_ref.name == "helmtest-embedding-operator-worker"
+        assert binding.metadata.owner_references[0].name == binding.role_ref.name
         image = job.spec.template.spec.containers[0].image
         assert image == f"ghcr.io/embedding-operator/embedding-operator:{__version__}"
     finally:
@@ -91,3 +94,16 @@ def test_helm_install_runs_the_operator_as_a_deployment(
         operator.start()
         operator.wait_ready()
     wait_for(lambda: not _healthy(liveness), 60, what="the chart's operator pod stopped")
+    # the worker's ServiceAccount and RoleBinding, owned by the uninstalled worker ClusterRole,
+    # are garbage-collected: nothing of the release stays behind in users' namespaces
+    core, rbac = apis.CoreV1Api(api), apis.RbacAuthorizationV1Api(api)
+    worker = "embedding-operator-worker"
+    wait_for(
+        lambda: (
+            worker
+            not in {a.metadata.name for a in core.list_namespaced_service_account(namespace).items}
+            and not rbac.list_namespaced_role_binding(namespace).items
+        ),
+        60,
+        what="the worker's ServiceAccount and RoleBinding removed",
+    )
