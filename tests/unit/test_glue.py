@@ -11,8 +11,8 @@ import pytest
 
 from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
-from embedding_operator.controller.handlers import Serial
 from embedding_operator.controller.loop import Backoff, Controller
+from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import RetryPolicy
@@ -261,18 +261,74 @@ def test_an_api_outage_is_retried_later_not_raised() -> None:
     assert delay is not None and delay > 0
 
 
-def test_per_resource_state_is_bounded_by_the_work_in_flight() -> None:
+def test_the_work_queue_folds_a_burst_into_one_more_reconcile_per_resource() -> None:
+    import threading
+    import time
+
+    calls: list[tuple[str, str]] = []
+    running: set[tuple[str, str]] = set()
+    overlaps: list[tuple[str, str]] = []
+    release = threading.Event()
+    lock = threading.Lock()
+
+    def reconcile(key: tuple[str, str]) -> float | None:
+        with lock:
+            if key in running:
+                overlaps.append(key)
+            running.add(key)
+            calls.append(key)
+        if key == ("ns", "a"):
+            release.wait(5)
+        time.sleep(0.01)
+        with lock:
+            running.discard(key)
+        return None
+
     async def main() -> int:
-        serial = Serial()
+        queue = WorkQueue(reconcile, workers=4)
+        queue.start()
+        queue.add(("ns", "a"))
+        while ("ns", "a") not in running:
+            await asyncio.sleep(0.01)
+        for _ in range(100):  # a burst of events while "a" is being reconciled
+            queue.add(("ns", "a"))
+            queue.add(("ns", "b"))
+        while ("ns", "b") not in calls:  # "b" does not wait for "a"
+            await asyncio.sleep(0.01)
+        release.set()
+        while len(queue):
+            await asyncio.sleep(0.01)
+        await queue.stop()
+        return len(queue)
 
-        async def one(i: int) -> None:
-            async with serial.hold(("ns", f"r{i % 7}")):
-                await asyncio.sleep(0)
+    assert asyncio.run(main()) == 0  # nothing kept once the work is done
+    assert calls.count(("ns", "a")) == 2 and calls.count(("ns", "b")) == 1
+    assert overlaps == []  # never two reconciles of one resource at once
 
-        await asyncio.gather(*(one(i) for i in range(100)))
-        return len(serial)
 
-    assert asyncio.run(main()) == 0
+def test_the_work_queue_retries_a_failed_reconcile_after_its_backoff() -> None:
+    results = iter([0.05, 0.05, None])
+    calls: list[tuple[str, str]] = []
+
+    def reconcile(key: tuple[str, str]) -> float | None:
+        calls.append(key)
+        return next(results)
+
+    async def main() -> bool:
+        queue = WorkQueue(reconcile, workers=2)
+        queue.start()
+        queue.add(("ns", "a"))
+        while len(calls) < 1:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.01)
+        waiting = queue.waiting(("ns", "a"))
+        while len(queue) or len(calls) < 3:
+            await asyncio.sleep(0.01)
+        await queue.stop()
+        return waiting
+
+    assert asyncio.run(main()) is True
+    assert calls == [("ns", "a")] * 3
 
 
 def test_metrics_remember_a_bounded_number_of_runs() -> None:

@@ -1,6 +1,7 @@
-"""kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods reconciles the
-resource; a failed reconcile is requeued after its backoff; a periodic resync catches what no
-event announces (a pod that never starts, work an earlier failure left unhandled).
+"""kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods queues the
+resource for a reconcile (``queue.WorkQueue``: de-duplicated, one at a time per resource, a
+failed one back after its backoff); a periodic resync catches what no event announces (a pod that
+never starts, work an earlier failure left unhandled).
 
 Only raw event handlers are used, so kopf keeps no per-object state: no finalizers and no
 ``last-handled-configuration`` annotation, which a spec near the size limit would overflow
@@ -13,13 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import kopf
 
 from embedding_operator.api import names
 from embedding_operator.controller.loop import Controller
+from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import Kube, RetryPolicy
 
@@ -32,89 +33,15 @@ _OWNED: dict[str, Any] = {
     names.OWNER_LABEL: kopf.PRESENT,
 }
 
-Key = tuple[str, str]
+RECONCILE_WORKERS = 16
+"""Reconciles at once (threads: the boundary blocks). Each mostly waits on the API server, so
+more than the CPUs; bounded, so a burst cannot open thousands of connections."""
 
 
-class Serial:
-    """One reconcile per resource at a time. A lock exists only while someone holds or waits
-    for it, so the table is as large as the work in flight, not as the resources ever seen."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Key, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Key) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (None, 0))
-        lock = lock or asyncio.Lock()
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    def busy(self, key: Key) -> bool:
-        return key in self._locks
-
-    def __len__(self) -> int:
-        return len(self._locks)
-
-
-class Requeue:
-    """Reconciles scheduled for later (a failed one, after its backoff): one timer per resource,
-    dropped when it fires or when a reconcile succeeds."""
-
-    def __init__(self) -> None:
-        self._timers: dict[Key, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def schedule(self, key: Key, delay: float, memo: kopf.Memo) -> None:
-        self.cancel(key)
-        loop = asyncio.get_running_loop()
-
-        def fire() -> None:
-            self._timers.pop(key, None)
-            task = loop.create_task(reconcile(memo, *key))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-        self._timers[key] = loop.call_later(delay, fire)
-
-    def pending(self, key: Key) -> bool:
-        return key in self._timers
-
-    def cancel(self, key: Key) -> None:
-        timer = self._timers.pop(key, None)
-        if timer:
-            timer.cancel()
-
-    def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-
-    def __len__(self) -> int:
-        return len(self._timers)
-
-
-async def reconcile(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
-    if not namespace or not name:
-        return
-    controller: Controller = memo["controller"]
-    serial: Serial = memo["serial"]
-    requeue: Requeue = memo["requeue"]
-    key = (namespace, name)
-    async with serial.hold(key):
-        requeue.cancel(key)  # this reconcile supersedes a scheduled one
-        delay = await asyncio.to_thread(controller.reconcile, namespace, name)
-    if delay is not None:
-        requeue.schedule(key, delay, memo)
+def _enqueue(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
+    if namespace and name:
+        queue: WorkQueue = memo["queue"]
+        queue.add((namespace, name))
 
 
 @kopf.on.startup()
@@ -130,9 +57,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
     namespaces = tuple(memo.get("namespaces") or ())
-    memo["controller"] = Controller(kube, config, namespaces=namespaces)
-    memo["serial"] = Serial()
-    memo["requeue"] = Requeue()
+    memo["controller"] = controller = Controller(kube, config, namespaces=namespaces)
+    memo["queue"] = queue = WorkQueue(lambda key: controller.reconcile(*key), RECONCILE_WORKERS)
+    queue.start()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
 
 
@@ -143,24 +70,22 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    requeue: Requeue | None = memo.get("requeue")
-    if requeue:
-        requeue.close()
+    queue: WorkQueue | None = memo.get("queue")
+    if queue:
+        await queue.stop()
 
 
 async def _resync(memo: kopf.Memo, interval: float) -> None:
-    """Every ``interval``, reconcile each resource with work left (concurrently: one slow
-    resource must not hold up the others); skip those being reconciled right now, and those
-    waiting out their backoff (their timer brings them back)."""
+    """Every ``interval``, queue each resource with work left; those waiting out their backoff
+    stay with their timer, and the queue folds the rest into what is already queued."""
     controller: Controller = memo["controller"]
-    serial: Serial = memo["serial"]
-    requeue: Requeue = memo["requeue"]
+    queue: WorkQueue = memo["queue"]
     while True:
         await asyncio.sleep(interval)
         try:
-            keys = await asyncio.to_thread(controller.with_work)
-            due = [k for k in keys if not serial.busy(k) and not requeue.pending(k)]
-            await asyncio.gather(*(reconcile(memo, *key) for key in due))
+            for key in await asyncio.to_thread(controller.with_work):
+                if not queue.waiting(key):
+                    queue.add(key)
         except Exception:
             log.exception("resync failed; retrying in %ss", interval)
 
@@ -169,14 +94,14 @@ async def _resync(memo: kopf.Memo, interval: float) -> None:
 async def resource_event(
     memo: kopf.Memo, namespace: str | None, name: str | None, **_: Any
 ) -> None:
-    await reconcile(memo, namespace, name)
+    _enqueue(memo, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
 async def job_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    await reconcile(memo, namespace, labels.get(names.OWNER_LABEL))
+    _enqueue(memo, namespace, labels.get(names.OWNER_LABEL))
 
 
 @kopf.on.event("", "v1", "pods", labels=_OWNED)
 async def pod_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    await reconcile(memo, namespace, labels.get(names.OWNER_LABEL))
+    _enqueue(memo, namespace, labels.get(names.OWNER_LABEL))
