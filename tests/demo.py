@@ -95,7 +95,80 @@ def _run(cluster: Cluster, api: Any, key: str, standin: StandIn | None) -> int:
     finally:
         operator.stop()
     _show(name, status)
-    return 0 if status.get("phase") == "Completed" else 1
+    if status.get("phase") != "Completed":
+        return 1
+    return _rest(cluster, api, standin)
+
+
+REST_JOB = {
+    "name": "my-embedding-job",
+    "inputs": ["Hello world", "How are you?"],
+    "model": "voyage-3.5",
+    "inputType": "document",
+}
+
+
+def _rest(cluster: Cluster, api: Any, standin: StandIn | None) -> int:
+    """The same job through the REST API: the chart's operator and API server, a user with the
+    cluster's ``edit`` role, and the seed's three calls through kube-apiserver."""
+    from tests.cluster.harness import free_port
+    from tests.e2e.rest import (
+        RestClient,
+        bind,
+        ca_file,
+        chart_values,
+        helm_install,
+        token_for,
+        wait_available,
+    )
+    from tests.tools.fetch import ensure_tools
+
+    print()
+    say("now the REST path: helm install of the chart (operator and REST API server as pods)")
+    values = chart_values(
+        standin.base_url if standin else "",
+        free_port(),
+        free_port(),
+        crds={"install": False},
+        admissionPolicy={"install": False},
+        operator={"resyncSeconds": 2},
+    )
+    helm_install(
+        ensure_tools()["helm"], cluster.kubeconfig, "demo", "embedding-operator-system", values
+    )
+    wait_available(api, 120)
+    say("APIService v1alpha1.api.embedding-operator.dev is Available")
+    token = token_for(api, "default", "demo-user")
+    bind(api, "default", "demo-user", "edit")
+    rest = RestClient(
+        cluster.server, ca_file(cluster.kubeconfig, STATE / "ca.crt"), "default", token
+    )
+    base = rest.base.removeprefix(cluster.server)
+    deadline = time.monotonic() + 30
+    while (created := rest.post("/", REST_JOB)).status == 403 and time.monotonic() < deadline:
+        time.sleep(0.5)  # the edit role's aggregation settles
+    say(
+        f"POST {base}/  (as system:serviceaccount:default:demo-user, role edit) -> {created.status}"
+    )
+    print(json.dumps(created.body, indent=2))
+    run = rest.post(f"/run/{REST_JOB['name']}")
+    say(f"POST {base}/run/{REST_JOB['name']} -> {run.status}, jobId {run.body.get('jobId')}")
+    record: dict[str, Any] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        record = rest.get(f"/name/{REST_JOB['name']}").body
+        if record.get("status") in ("completed", "failed"):
+            break
+        time.sleep(0.5)
+    say(f"GET {base}/name/{REST_JOB['name']} -> status {record.get('status')}")
+    shown = dict(record)
+    if shown.get("result"):
+        vectors = shown["result"].pop("embeddings", None) or []
+        shown["result"]["embeddings"] = [
+            f"[{', '.join(f'{x:+.4f}' for x in v[:4])}, ...] ({len(v)} dimensions)" for v in vectors
+        ]
+    print(json.dumps(shown, indent=2))
+    return 0 if record.get("status") == "completed" else 1
 
 
 def _wait(custom: Any, name: str, timeout: float = 180) -> dict[str, Any]:

@@ -126,8 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     api_server.add_argument("--secure-port", type=int, default=8443, help="HTTPS port")
     api_server.add_argument("--bind-address", default="0.0.0.0", help="address to listen on")  # noqa: S104
-    api_server.add_argument("--tls-cert-file", required=True, help="serving certificate (PEM)")
-    api_server.add_argument("--tls-private-key-file", required=True, help="its key (PEM)")
+    api_server.add_argument("--tls-cert-file", help="serving certificate (PEM)")
+    api_server.add_argument("--tls-private-key-file", help="its key (PEM)")
+    api_server.add_argument(
+        "--tls-secret",
+        metavar="NAMESPACE/NAME",
+        help="read the serving certificate from this kubernetes.io/tls Secret instead of files",
+    )
     api_server.add_argument(
         "--requestheader-client-ca-file",
         help="CA of kube-apiserver's front-proxy client certificate; default: read from the "

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.cluster import pki
+from tests.cluster import netns, pki
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BIN_DIR = REPO_ROOT / ".cache" / "cluster-bin"
@@ -430,6 +430,7 @@ class Cluster:
         for record in reversed(self.records):
             left += terminate_groups([record])
         left += self._kill_leftover_pods()
+        netns.cleanup(self.state_dir)
         for proc in self._procs:
             proc.poll()
         self._procs = []

@@ -42,6 +42,7 @@ from typing import Any
 
 from kubernetes import client, config, watch
 
+from tests.cluster import netns
 from tests.cluster.harness import start_time
 
 log = logging.getLogger("process-kubelet")
@@ -383,6 +384,10 @@ class PodWorker(threading.Thread):
         )
         self.workdir.chmod(0o700)
         self.kubeconfig: Path | None = None
+        self.network = (
+            netns.PodNetwork(self.uid, kubelet.state_dir) if netns.wants_namespace(pod) else None
+        )
+        self.pod_ip = POD_IP
         self.start_time = now()
         self.started_mono = time.monotonic()
         self.last_status: dict[str, Any] = {}
@@ -433,8 +438,8 @@ class PodWorker(threading.Thread):
             "phase": phase,
             "hostIP": POD_IP,
             "hostIPs": [{"ip": POD_IP}],
-            "podIP": POD_IP,
-            "podIPs": [{"ip": POD_IP}],
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
             "startTime": self.start_time,
             "reason": reason,
             "message": message,
@@ -508,7 +513,7 @@ class PodWorker(threading.Thread):
             "metadata.uid": meta["uid"],
             "spec.nodeName": self.kubelet.node_name,
             "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
-            "status.podIP": POD_IP,
+            "status.podIP": self.pod_ip,
             "status.hostIP": POD_IP,
         }
         if path in simple:
@@ -640,6 +645,9 @@ class PodWorker(threading.Thread):
             found = shutil.which(exe, path=env["PATH"])
             if found:
                 exe = found
+        if self.network is not None:
+            argv = self.network.command([exe, *argv[1:]])
+            exe = argv[0]
         workdir = c.spec.get("workingDir")
         cwd = workdir if workdir and os.path.isdir(workdir) else str(self.workdir)
         log_path = self.kubelet.pod_log_dir / f"{self.namespace}_{self.pod_name}_{c.name}.log"
@@ -737,6 +745,8 @@ class PodWorker(threading.Thread):
             self.kill_all(grace=1)
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
+            if self.network is not None:
+                self.network.delete()
             self.kubelet.save_pids()
 
     def _run(self) -> None:
@@ -760,6 +770,14 @@ class PodWorker(threading.Thread):
             self.write_final("Failed", "InitContainersNotSupported", msg)
             return
         deadline_s = self.spec.get("activeDeadlineSeconds")
+        if self.network is not None:
+            try:
+                self.network.create()
+                self.network.relay(int(self.kubelet.server.rsplit(":", 1)[1]))
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                self.write_status("Failed", "NetworkNotReady", f"pod network: {exc}")
+                return
+            self.pod_ip = self.network.address
         self.write_status("Pending")
         while True:
             if self.stop_requested.is_set():

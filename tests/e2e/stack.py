@@ -87,6 +87,8 @@ def install_chart_rbac(
             "--set",
             "admissionPolicy.install=false",
             *(arg for s in sets for arg in ("--set", s)),
+            "--set",
+            "apiServer.enabled=false",
         ],
         capture_output=True,
         text=True,

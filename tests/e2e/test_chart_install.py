@@ -5,7 +5,6 @@ ServiceAccount token), and that operator carries a run to Completed."""
 from __future__ import annotations
 
 import subprocess
-import urllib.request
 import uuid
 from typing import Any
 
@@ -15,20 +14,13 @@ from embedding_operator import __version__
 from tests.cluster.harness import free_port
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
+from tests.e2e.rest import healthy
 from tests.e2e.stack import CHART, OperatorProcess
 from tests.e2e.test_operator import create, manifest, wait_phase
 from tests.tools.fetch import ensure_tools
 from tests.voyage_standin import StandIn
 
 pytestmark = pytest.mark.cluster
-
-
-def _healthy(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def test_helm_install_runs_the_operator_as_a_deployment(
@@ -65,12 +57,14 @@ def test_helm_install_runs_the_operator_as_a_deployment(
                 f"metrics.port={free_port()}",
                 "--set",
                 "operator.resyncSeconds=2",
+                "--set",
+                "apiServer.enabled=false",  # tests/e2e/test_restapi.py installs it
             ],
             check=True,
             capture_output=True,
             text=True,
         )
-        wait_for(lambda: _healthy(liveness), 60, what="the chart's operator pod healthy")
+        wait_for(lambda: healthy(liveness), 60, what="the chart's operator pod healthy")
         [pod] = apis.CoreV1Api(api).list_namespaced_pod(release_ns).items
         assert pod.spec.service_account_name == "helmtest-embedding-operator"
         assert pod.status.phase == "Running"
@@ -93,7 +87,7 @@ def test_helm_install_runs_the_operator_as_a_deployment(
         apis.CoreV1Api(api).delete_namespace(release_ns)
         operator.start()
         operator.wait_ready()
-    wait_for(lambda: not _healthy(liveness), 60, what="the chart's operator pod stopped")
+    wait_for(lambda: not healthy(liveness), 60, what="the chart's operator pod stopped")
     # the worker's ServiceAccount and RoleBinding, owned by the uninstalled worker ClusterRole,
     # are garbage-collected: nothing of the release stays behind in users' namespaces
     core, rbac = apis.CoreV1Api(api), apis.RbacAuthorizationV1Api(api)

@@ -28,7 +28,7 @@ CRD = "deploymentembeddings.embedding-operator.dev"
 def _rendered_env(*sets: str) -> dict[str, str]:
     """The operator container's environment as the chart renders it for release ``e2e``."""
     args = [str(ensure_tools()["helm"]), "template", "e2e", str(CHART), "-n", OPERATOR_NAMESPACE]
-    for s in sets:
+    for s in (*sets, "apiServer.enabled=false"):  # the operator's Deployment only
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     [deployment] = [d for d in yaml.safe_load_all(out) if d and d["kind"] == "Deployment"]
@@ -83,6 +83,8 @@ def test_a_kept_crd_moves_to_a_release_under_another_name(
     quiet = [
         "--set",
         "admissionPolicy.install=false",
+        "--set",
+        "apiServer.enabled=false",  # tests/e2e/test_restapi.py installs it
         "--set",
         "operatorGuard.install=false",
         "--set",

@@ -34,9 +34,22 @@ def render(helm: Path, *sets: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
-def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    [doc] = [d for d in docs if d["kind"] == kind]
+def by_kind(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
     return doc
+
+
+OPERATOR = "demo-embedding-operator"
+
+
+def operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    container: dict[str, Any] = by_kind(docs, "Deployment", OPERATOR)["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    return container
+
+
+API_SERVER = "demo-embedding-operator-api-server"
 
 
 def test_chart_files_are_the_generated_crds() -> None:
@@ -101,7 +114,7 @@ def test_all_values_reach_the_operator_and_its_worker_jobs(helm: Path) -> None:
     from embedding_operator.controller.settings import Settings
 
     docs = render_file(helm, ALL_VALUES)
-    deployment = by_kind(docs, "Deployment")
+    deployment = by_kind(docs, "Deployment", OPERATOR)
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"].startswith("ghcr.io/embedding-operator/embedding-operator@sha256:")
@@ -171,10 +184,7 @@ def test_large_whole_numbers_render_as_digits_not_exponents(helm: Path) -> None:
     docs = render(helm, *(f"{key}=16000000" for key in NUMBERS))
     text = yaml.safe_dump_all(docs)
     assert "e+" not in text
-    env = {
-        e["name"]: e["value"]
-        for e in by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    env = {e["name"]: e["value"] for e in operator_container(docs)["env"]}
     assert env["EMBEDDING_OPERATOR_TPM"] == "16000000"
     assert env["EMBEDDING_OPERATOR_RESYNC_SECONDS"] == "16000000"
 
@@ -194,7 +204,7 @@ def test_a_build_version_makes_valid_labels(helm: Path, tmp_path: Path) -> None:
     for doc in docs:
         for value in (doc["metadata"].get("labels") or {}).values():
             assert len(value) <= 63 and label.match(value), (doc["kind"], value)
-    assert by_kind(docs, "Deployment")["metadata"]["labels"]["helm.sh/chart"] == (
+    assert by_kind(docs, "Deployment", OPERATOR)["metadata"]["labels"]["helm.sh/chart"] == (
         "embedding-operator-0.1.0_build.7"
     )
 
@@ -285,18 +295,19 @@ def test_namespaced_install_has_no_cluster_wide_jobs(helm: Path) -> None:
         "customresourcedefinitions",
         "clusterroles",
     }
-    roles = [d for d in docs if d["kind"] == "Role"]
+    operators = [d for d in docs if not d["metadata"]["name"].startswith(API_SERVER)]
+    roles = [d for d in operators if d["kind"] == "Role"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert ("batch", "jobs", "create") in _granted(roles[0]["rules"])
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    bindings = [d for d in operators if d["kind"] == "RoleBinding"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
-    args = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = operator_container(docs)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
 
 
 def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path) -> None:
     docs = render(helm, "voyage.baseURL=https://proxy.example/v1", "storage.chunkBytes=65536")
-    deployment = by_kind(docs, "Deployment")
+    deployment = by_kind(docs, "Deployment", OPERATOR)
     pod = deployment["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"] == f"ghcr.io/embedding-operator/embedding-operator:{__version__}"
@@ -316,7 +327,7 @@ def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path)
         "EMBEDDING_OPERATOR_LOG_FORMAT",
     }
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert pod["serviceAccountName"] == by_kind(docs, "ServiceAccount")["metadata"]["name"]
+    assert pod["serviceAccountName"] == OPERATOR
 
 
 @pytest.mark.parametrize(
@@ -343,3 +354,98 @@ def test_values_schema_refuses_bad_values(helm: Path, setting: str, field: str) 
 def test_the_chart_ships_the_packages_version() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__  # the version lives in embedding_operator/__init__
+
+
+# -- the REST API ----------------------------------------------------------------------------
+
+
+def test_the_api_server_holds_only_what_it_needs(helm: Path) -> None:
+    docs = render(helm)
+    held = _granted(by_kind(docs, "ClusterRole", API_SERVER)["rules"])
+    assert held == {
+        ("embedding-operator.dev", "deploymentembeddings", verb)
+        for verb in ("get", "list", "create", "patch", "delete")
+    } | {("", "configmaps", "get")}
+    [secret_rule] = by_kind(docs, "Role", f"{API_SERVER}-tls")["rules"]
+    assert secret_rule["resourceNames"] == [f"{API_SERVER}-tls"]
+    assert secret_rule["verbs"] == ["get"]
+    delegator = by_kind(docs, "ClusterRoleBinding", f"{API_SERVER}:auth-delegator")
+    assert delegator["roleRef"]["name"] == "system:auth-delegator"
+    reader = by_kind(docs, "RoleBinding", f"{API_SERVER}:authentication-reader")
+    assert reader["metadata"]["namespace"] == "kube-system"
+    deployment = by_kind(docs, "Deployment", API_SERVER)
+    assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == API_SERVER
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:3] == [
+        "api-server",
+        "--secure-port=8443",
+        f"--tls-secret=emb/{API_SERVER}-tls",
+    ]
+
+
+def test_the_apiservice_trusts_the_ca_that_signed_the_serving_certificate(helm: Path) -> None:
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+
+    docs = render(helm)
+    service = by_kind(docs, "APIService")
+    assert service["spec"]["service"] == {"name": API_SERVER, "namespace": "emb", "port": 443}
+    ca = x509.load_pem_x509_certificate(base64.b64decode(service["spec"]["caBundle"]))
+    tls = by_kind(docs, "Secret", f"{API_SERVER}-tls")["data"]
+    cert = x509.load_pem_x509_certificate(base64.b64decode(tls["tls.crt"]))
+    key = ca.public_key()
+    assert cert.signature_hash_algorithm is not None
+    if isinstance(key, rsa.RSAPublicKey):
+        key.verify(
+            cert.signature,
+            cert.tbs_certificate_bytes,
+            padding.PKCS1v15(),
+            cert.signature_hash_algorithm,
+        )
+    else:
+        assert isinstance(key, ec.EllipticCurvePublicKey)
+        key.verify(
+            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
+        )
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert f"{API_SERVER}.emb.svc" in names.get_values_for_type(x509.DNSName)
+
+
+def test_cert_manager_issues_the_certificate_when_asked(helm: Path) -> None:
+    docs = render(helm, "apiServer.certManager.enabled=true")
+    service = by_kind(docs, "APIService")
+    assert "caBundle" not in service["spec"]
+    assert service["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": f"emb/{API_SERVER}"
+    }
+    assert by_kind(docs, "Certificate")["spec"]["secretName"] == f"{API_SERVER}-tls"
+    assert not [d for d in docs if d["kind"] == "Secret"]
+
+
+def test_user_roles_aggregate_and_the_runner_may_only_run(helm: Path) -> None:
+    docs = render(helm)
+    view = by_kind(docs, "ClusterRole", f"{OPERATOR}-view")
+    edit = by_kind(docs, "ClusterRole", f"{OPERATOR}-edit")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    # kube-apiserver checks REST paths as RESOURCE/NAME/SUBRESOURCE (docs/restapi.md)
+    # (RBAC cannot match `deployment-embeddings/*`: a subresource only by its exact name)
+    assert ("api.embedding-operator.dev", "*", "get") in _granted(view["rules"])
+    runner = by_kind(docs, "ClusterRole", f"{OPERATOR}-runner")
+    assert _granted(runner["rules"]) == {
+        ("embedding-operator.dev", "deploymentembeddings/run", "create"),
+        ("api.embedding-operator.dev", "*", "create"),
+    }
+    assert runner["rules"][1]["resourceNames"] == ["run"]
+    assert "labels" not in runner["metadata"] or not any(
+        k.startswith("rbac.authorization.k8s.io/aggregate") for k in runner["metadata"]["labels"]
+    )
+
+
+def test_the_api_server_can_be_left_out(helm: Path) -> None:
+    docs = render(helm, "apiServer.enabled=false")
+    assert not [d for d in docs if "api-server" in d["metadata"]["name"]]
+    assert not [d for d in docs if d["kind"] == "APIService"]

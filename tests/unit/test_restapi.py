@@ -415,3 +415,39 @@ def test_a_body_over_the_limit_is_413_and_nothing_is_created(
     code, body = fetch(url, certs, headers=headers, data=b'{"name": "' + b"x" * 2000 + b'"}')
     assert code == 413 and body["reason"] == "RequestEntityTooLarge"
     assert "1000 bytes" in body["message"]
+
+
+def test_a_write_that_lost_a_race_is_retried_on_a_fresh_read() -> None:
+    """The operator writes statuses all the time: a conditional write's 409 Conflict means read
+    again and re-check, not fail (the e2e run request failed on this before the retry)."""
+    from embedding_operator.kube import KubeError
+    from embedding_operator.restapi.server import CONFLICT_RETRIES, StaleRead, upstream_error
+
+    api = RestApi(AllowAll(), RequestHeaderConfig("PEM"))  # type: ignore[arg-type]
+    attempts: list[int] = []
+
+    async def lose_twice() -> str:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise upstream_error(KubeError(409, "Conflict", "the object has been modified"))
+        return "written"
+
+    assert asyncio.run(api.conditionally(lose_twice)) == "written"
+    assert len(attempts) == 3
+
+    async def refused() -> str:
+        attempts.append(1)
+        raise ApiError(409, "cannot run completed jobs")
+
+    attempts.clear()
+    with pytest.raises(ApiError, match="cannot run completed"):
+        asyncio.run(api.conditionally(refused))
+    assert len(attempts) == 1  # a refusal is final
+
+    async def always_stale() -> str:
+        raise upstream_error(KubeError(409, "Conflict", "modified"))
+
+    with pytest.raises(StaleRead):
+        asyncio.run(api.conditionally(always_stale))
+    assert CONFLICT_RETRIES > 1
+    assert not isinstance(upstream_error(KubeError(409, "AlreadyExists", "x")), StaleRead)

@@ -125,3 +125,13 @@ app.kubernetes.io/component: operator
   resourceNames: [{{ include "embedding-operator.workerClusterRole" . | quote }}]
   verbs: ["bind"]
 {{- end -}}
+
+{{- define "embedding-operator.apiServer.name" -}}
+{{- printf "%s-api-server" (include "embedding-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "embedding-operator.apiServer.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: api-server
+{{- end -}}

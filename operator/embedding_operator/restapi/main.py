@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
+import os
 import signal
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,12 +45,36 @@ def requestheader_config(args: argparse.Namespace, kube: Kube) -> RequestHeaderC
     return RequestHeaderConfig.from_configmap(configmap.get("data") or {})
 
 
+def serving_files(args: argparse.Namespace, kube: Kube, directory: str) -> tuple[str, str]:
+    """The certificate and key files: the flags', or those of ``--tls-secret`` written to
+    ``directory`` (``ssl`` loads only files). Reading the Secret through the API needs no volume
+    and takes a renewed certificate (cert-manager) on restart."""
+    if args.tls_secret:
+        namespace, _, name = args.tls_secret.partition("/")
+        secret = kube.get(core_path(namespace, "secrets", name)) if name else None
+        data = (secret or {}).get("data") or {}
+        if "tls.crt" not in data or "tls.key" not in data:
+            raise SystemExit(f"--tls-secret {args.tls_secret}: no Secret with tls.crt and tls.key")
+        paths = []
+        for key in ("tls.crt", "tls.key"):
+            path = os.path.join(directory, key)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(base64.b64decode(data[key]))
+            paths.append(path)
+        return paths[0], paths[1]
+    if not (args.tls_cert_file and args.tls_private_key_file):
+        raise SystemExit("give --tls-cert-file and --tls-private-key-file, or --tls-secret")
+    return args.tls_cert_file, args.tls_private_key_file
+
+
 async def serve(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS))
     kube = Kube.from_environment(FIELD_MANAGER)
     config = requestheader_config(args, kube)
     api = RestApi(kube, config, args.max_request_bytes)
-    context = server_context(args.tls_cert_file, args.tls_private_key_file, config)
+    with tempfile.TemporaryDirectory() as directory:
+        context = server_context(*serving_files(args, kube, directory), config)
     runners = [web.AppRunner(api.app(), access_log=None)]
     if args.metrics_port:
         runners.append(web.AppRunner(metrics_app(), access_log=None))

@@ -9,6 +9,7 @@ SubjectAccessReview allowed the call (:mod:`.auth`). The ``kubernetes`` client b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,7 @@ from embedding_operator.storage import DigestMismatchError, to_lists
 
 log = logging.getLogger("embedding_operator.restapi")
 
+CONFLICT_RETRIES = 5
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """Request bodies: kube-apiserver's own limit; a valid spec (at most 1,000,000 characters of
 inputs) fits with room to spare."""
@@ -57,12 +59,20 @@ def error_response(error: ApiError) -> web.Response:
     return _json(status_body(error.code, error.reason, error.message), error.code)
 
 
+class StaleRead(ApiError):
+    """A write conditional on a resourceVersion that has moved on since the read."""
+
+
 def upstream_error(e: KubeError) -> ApiError:
     """kube-apiserver's refusal of the server's own call, for the client."""
+    if e.status == 409 and e.reason == "Conflict":
+        return StaleRead(409, e.message, e.reason)
     if e.status in (400, 404, 409, 422):
         return ApiError(400 if e.status == 422 else e.status, e.message, e.reason)
     if e.status == 403:  # the admission policy, or this server's ServiceAccount lacks a right
         return ApiError(403, e.message, e.reason)
+    if e.status == 0:  # no answer (refused, reset, timed out), after kube.py's retries
+        return ApiError(503, f"kube-apiserver is unreachable: {e.message}")
     return ApiError(503, f"kube-apiserver answered {e.status} {e.reason}: {e.message}")
 
 
@@ -83,8 +93,6 @@ class RestApi:
             return await asyncio.to_thread(fn, *args, **kwargs)
         except KubeError as e:
             raise upstream_error(e) from None
-        except OSError as e:  # refused, reset, timed out: the urllib3 errors are OSErrors
-            raise ApiError(503, f"kube-apiserver is unreachable: {e}") from None
 
     async def by_name(self, namespace: str, name: str) -> Obj:
         obj = await self.call(self.kube.get, resource_path(namespace, name))
@@ -214,72 +222,81 @@ class RestApi:
         with_result = records.include_result(request.query, default=True)
         return _json(records.pick(await self.record(obj, with_result=with_result), fields))
 
+    async def conditionally(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Read, check, write with the read's resourceVersion; again when the write lost a race
+        (the operator writes statuses all the time), so every check sees the current object."""
+        for _ in range(CONFLICT_RETRIES - 1):
+            with contextlib.suppress(StaleRead):
+                return await attempt()
+        return await attempt()
+
     async def update(self, request: web.Request) -> web.Response:
         namespace, uid = request.match_info["namespace"], request.match_info["id"]
         await self.authorize(request, Access("update", namespace))
         body = await self.body(request)
-        obj = await self.by_id(namespace, uid)
-        if records.phase_of(obj) == "running":
-            raise ApiError(409, "cannot update running jobs; cancel the run or wait for it")
-        patch = records.update(body, obj)
-        meta = obj["metadata"]
-        # resourceVersion makes the patch conditional: a run that started since the read
-        # gets a 409, never a spec change under it.
-        updated = await self.call(
-            self.kube.patch,
-            resource_path(namespace, meta["name"]),
-            {"metadata": {"resourceVersion": meta["resourceVersion"]}, "spec": patch},
-        )
-        return _json(await self.record(updated))
+
+        async def attempt() -> Obj:
+            obj = await self.by_id(namespace, uid)
+            if records.phase_of(obj) == "running":
+                raise ApiError(409, "cannot update running jobs; cancel the run or wait for it")
+            meta = obj["metadata"]
+            patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}}
+            patch["spec"] = records.update(body, obj)
+            path = resource_path(namespace, meta["name"])
+            updated: Obj = await self.call(self.kube.patch, path, patch)
+            return updated
+
+        return _json(await self.record(await self.conditionally(attempt)))
 
     async def delete(self, request: web.Request) -> web.Response:
         namespace, uid = request.match_info["namespace"], request.match_info["id"]
         await self.authorize(request, Access("delete", namespace))
-        obj = await self.by_id(namespace, uid)
-        if records.phase_of(obj) == "running":
-            raise ApiError(409, "cannot delete running jobs; cancel the run first")
-        meta = obj["metadata"]
-        await self.call(
-            self.kube.request,
-            "DELETE",
-            resource_path(namespace, meta["name"]),
-            {
+
+        async def attempt() -> Obj:
+            obj = await self.by_id(namespace, uid)
+            if records.phase_of(obj) == "running":
+                raise ApiError(409, "cannot delete running jobs; cancel the run first")
+            meta = obj["metadata"]
+            options = {
                 "propagationPolicy": "Background",
                 "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
-            },
-        )
-        return _json(records.record(obj, with_result=False))
+            }
+            path = resource_path(namespace, meta["name"])
+            await self.call(self.kube.request, "DELETE", path, options)
+            return obj
+
+        return _json(records.record(await self.conditionally(attempt), with_result=False))
 
     async def run(self, request: web.Request) -> web.Response:
         """Request a run the way ``kubectl annotate`` does: a new value of the run annotation.
         The Job's name derives from it, so ``jobId`` is known before the operator acts."""
         namespace, name = request.match_info["namespace"], request.match_info["name"]
         await self.authorize(request, Access("create", namespace, name, "run"))
-        obj = await self.by_name(namespace, name)
-        meta, status = obj["metadata"], obj.get("status") or {}
-        phase = records.phase_of(obj)
-        if phase == "running":
-            raise ApiError(409, "cannot run running jobs; wait for the run to finish")
-        pending = (meta.get("annotations") or {}).get(names.RUN_ANNOTATION)
-        if pending and pending != status.get("lastHandledRunRequest"):
-            value = pending  # requested and not yet handled: the same request, not a second
-        elif phase == "completed" and status.get("observedGeneration") == meta.get("generation"):
-            raise ApiError(409, "cannot run completed jobs; change the spec to run again")
-        else:
+
+        async def attempt() -> tuple[Obj, str]:
+            obj = await self.by_name(namespace, name)
+            meta, status = obj["metadata"], obj.get("status") or {}
+            phase = records.phase_of(obj)
+            if phase == "running":
+                raise ApiError(409, "cannot run running jobs; wait for the run to finish")
+            pending = (meta.get("annotations") or {}).get(names.RUN_ANNOTATION)
+            if pending and pending != status.get("lastHandledRunRequest"):
+                return obj, pending  # requested, not yet handled: the same request again
+            generation = meta.get("generation")
+            if phase == "completed" and status.get("observedGeneration") == generation:
+                raise ApiError(409, "cannot run completed jobs; change the spec to run again")
             value = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            obj = await self.call(
-                self.kube.patch,
-                resource_path(namespace, name),
-                {
-                    "metadata": {
-                        "resourceVersion": meta["resourceVersion"],
-                        "annotations": {names.RUN_ANNOTATION: value},
-                    }
-                },
-            )
+            annotation = {names.RUN_ANNOTATION: value}
+            patch = {
+                "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotation}
+            }
+            path = resource_path(namespace, name)
+            return await self.call(self.kube.patch, path, patch), value
+
+        obj, value = await self.conditionally(attempt)
         out = records.record(obj, with_result=False)
-        attempt = (status.get("runCount") or 0) + 1  # the run this request starts
-        out["jobId"] = names.job_name(name, meta["uid"], value, attempt)
+        run_number = ((obj.get("status") or {}).get("runCount") or 0) + 1  # the run it starts
+        out["jobId"] = names.job_name(name, obj["metadata"]["uid"], value, run_number)
         return _json(out, 202)
 
     # -- discovery, health ---------------------------------------------------------------
