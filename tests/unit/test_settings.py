@@ -20,7 +20,7 @@ from embedding_operator.voyage import ClientSettings, Limits
 from embedding_operator.worker.main import run_worker
 from tests.api_cases import ROOT
 from tests.unit.conftest import API_KEY
-from tests.unit.test_chart import CHART, by_kind, helm  # noqa: F401 (a fixture)
+from tests.unit.test_chart import CHART, helm, operator_container  # noqa: F401 (a fixture)
 from tests.unit.test_glue import condition, running_api, status
 from tests.voyage_standin import StandIn
 
@@ -178,8 +178,7 @@ def test_the_charts_env_is_the_registry(helm: Path, tmp_path: Path) -> None:  # 
         text=True,
         check=True,
     )
-    deployment = by_kind([d for d in yaml.safe_load_all(out.stdout) if d], "Deployment")
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    container = operator_container([d for d in yaml.safe_load_all(out.stdout) if d])
     env = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
     settings = {n: v for n, v in env.items() if n.startswith(("EMBEDDING_OPERATOR_", "VOYAGE_"))}
     exposed = {s.name for s in registry.REGISTRY.values() if s.chart}
