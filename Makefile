@@ -44,7 +44,7 @@ test: venv lint typecheck lowest cluster-bin tools test-helpers image node-bin
 
 # The floors in pyproject.toml must work: the lowest declared versions of every direct dependency
 # (uv's lowest-direct resolution) in a venv of their own, running the tests that need no cluster.
-lowest: venv
+lowest: venv tools
 	rm -rf .venv-lowest
 	$(VENV)/bin/uv venv -q --python $(PYTHON) .venv-lowest
 	$(VENV)/bin/uv pip install -q --python .venv-lowest/bin/python --resolution lowest-direct -e '.[test]'
