@@ -1,7 +1,7 @@
-"""The threat model of docs/operator.md, row by row, on the real control plane: what a
-compromised operator (its ServiceAccount's token, under the chart's RBAC and operator guard), a
-compromised worker (the worker ServiceAccount's token) and a user with ``edit`` or ``view`` in one
-namespace can and cannot do; and that real runs in two namespaces still complete."""
+"""The threat model of docs/operator.md on the real control plane: what a compromised operator
+(its ServiceAccount's token, under the chart's RBAC and operator guard) and a compromised worker
+(the worker ServiceAccount's token) can and cannot do; and that real runs in two namespaces still
+complete (the user row is tests/e2e/test_user_roles.py)."""
 
 from __future__ import annotations
 
