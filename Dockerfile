@@ -32,6 +32,10 @@ LABEL org.opencontainers.image.title="embedding-operator" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /opt/venv /opt/venv
+# A name for uid 65532: kopf's peering id calls getpass.getuser(), which raises for a uid
+# that /etc/passwd lacks (the operator crash-looped on a real kubelet without it).
+RUN echo "nonroot:x:65532:65532:nonroot:/tmp:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "nonroot:x:65532:" >> /etc/group
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 HOME=/tmp
 USER 65532:65532
 EXPOSE 8080 9090

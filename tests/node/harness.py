@@ -157,6 +157,8 @@ class RealNodeCluster(Cluster):
         _run("ip", "-n", self.netns, "link", "add", BRIDGE, "type", "bridge")
         _run("ip", "-n", self.netns, "addr", "add", f"{BRIDGE_IP}/24", "dev", BRIDGE)
         _run("ip", "-n", self.netns, "link", "set", BRIDGE, "up")
+        # The kubelet (in this namespace) takes the node's address from the default route.
+        _run("ip", "-n", self.netns, "route", "add", "default", "dev", BRIDGE)
         for hierarchy in _cgroup_hierarchies():
             (hierarchy / self.node_id).mkdir()
         runtime_cgroup = CGROUP_FS / "pids" / self.node_id / "runtime"
@@ -206,12 +208,21 @@ class RealNodeCluster(Cluster):
             cwd=REPO_ROOT,
         )
         kubelet_conf = self._write_kubelet_config()
+        # The kubelet runs in the node's network namespace too, so its probes reach the pods'
+        # addresses; it reaches the apiserver through the forwarder, as the pods do.
+        kubeconfig = json.loads(self.kubeconfig.read_text())
+        kubeconfig["clusters"][0]["cluster"]["server"] = f"https://{API_SERVICE_IP}:443"
+        node_kubeconfig = self.state_dir / "kubelet.kubeconfig"
+        node_kubeconfig.write_text(json.dumps(kubeconfig))
+        node_kubeconfig.chmod(0o600)
         self._spawn(
             "kubelet",
             [
+                "nsenter",
+                f"--net=/run/netns/{self.netns}",
                 str(self.node_bin_dir / "kubelet"),
                 f"--config={kubelet_conf}",
-                f"--kubeconfig={self.kubeconfig}",
+                f"--kubeconfig={node_kubeconfig}",
                 f"--root-dir={self.state_dir / 'kubelet'}",
                 f"--cert-dir={self.state_dir / 'kubelet' / 'pki'}",
                 f"--hostname-override={self.node_name}",
@@ -291,6 +302,9 @@ disabled_plugins = [
   # The VM withholds CAP_SYS_RESOURCE: no oom_score_adj below containerd's own (the sandbox
   # asks for -998, and runc's init dies: "can't get final child's PID from pipe: EOF").
   restrict_oom_score_adj = true
+  # Pod network namespaces under the state dir, not /run/netns (whose files would outlive
+  # containerd's private mount namespace).
+  netns_mounts_under_state_dir = true
   [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
