@@ -52,6 +52,7 @@ if [[ "${1:-}" != "--force" && -f "$cache/image.stamp" && "$(cat "$cache/image.s
 fi
 
 rm -f "$cache/image.stamp"
+previous="$(bah inspect --format '{{.FromImageID}}' "$image" 2>/dev/null || true)"
 log "building $image with buildah ..."
 start=$SECONDS
 # pip in the build stage reaches PyPI through this machine's CA bundle and pip settings.
@@ -64,5 +65,9 @@ bah bud --isolation chroot --pull=never --layers \
 rm -f "$archive"
 bah push --quiet "$image" "oci-archive:$archive:$image" >/dev/null
 echo "$stamp" > "$cache/image.stamp"
+# The image this one replaces is untagged now: remove it (the build stage's layers stay cached).
+if [[ -n "$previous" && "$previous" != "$(bah inspect --format '{{.FromImageID}}' "$image")" ]]; then
+  bah rmi "$previous" >/dev/null 2>&1 || true
+fi
 log "built $image in $((SECONDS - start))s ($(bah inspect --format '{{.Size}}' "$image" 2>/dev/null || true))"
 echo "$image"
