@@ -427,3 +427,24 @@ def test_every_phase_carries_the_health_conditions_gitops_tools_read() -> None:
 def test_a_bad_worker_setting_is_refused_naming_it(name: str, value: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: value})
+
+
+def test_the_resync_looks_at_what_no_event_announces_and_nothing_else() -> None:
+    from embedding_operator.controller.reconcile import has_work
+
+    def succeeded(reason: str) -> list[dict[str, Any]]:
+        return [{"type": "Succeeded", "status": "Unknown", "reason": reason}]
+
+    assert has_work(resource())  # never reconciled
+    starting = resource("Running", run="r1", lastHandledRunRequest="r1")
+    starting["status"]["conditions"] = succeeded(Reason.JOB_CREATED)
+    assert has_work(starting)  # its pod may never start: only the clock tells
+    started = resource("Running", run="r1", lastHandledRunRequest="r1")
+    started["status"]["conditions"] = succeeded(Reason.EMBEDDING)
+    assert not has_work(started)  # its Job's and pods' events announce its end
+    started["metadata"]["annotations"][names.CANCEL_ANNOTATION] = "c1"
+    assert has_work(started)  # a cancel not handled yet
+    done = resource("Completed", run="r1", lastHandledRunRequest="r1")
+    assert not has_work(done)
+    assert has_work(resource("Completed", run="r2", lastHandledRunRequest="r1"))
+    assert has_work(resource("Completed", run="r1", generation=2, lastHandledRunRequest="r1"))

@@ -265,16 +265,25 @@ def plan(
 
 
 def has_work(body: Obj) -> bool:
-    """Whether a resource may need the operator without any event announcing it: a run in
-    progress (its pod may never start), or a request, a cancel or a spec change not handled yet
-    (an earlier reconcile failed). The periodic resync reconciles exactly these."""
+    """Whether a resource may need the operator without any event announcing it: a run whose
+    pod has not started yet (it may never start: only the clock says so), or a request, a cancel
+    or a spec change not handled yet (an earlier reconcile failed). The periodic resync
+    reconciles exactly these. A run whose worker has started (reason Embedding) is left to the
+    events of its Job and pods: its end, however it comes, is one of them; resyncing it would
+    cost three API calls per running resource per interval for nothing."""
     meta = body["metadata"]
     status = body.get("status") or {}
     annotations = meta.get("annotations") or {}
     if meta.get("deletionTimestamp"):
         return False
+    succeeded = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.SUCCEEDED),
+        {},
+    )
+    starting = status.get("phase") == Phase.RUNNING and succeeded.get("reason") != Reason.EMBEDDING
     return (
-        status.get("phase") in (None, Phase.RUNNING)
+        status.get("phase") is None
+        or starting
         or status.get("observedGeneration") != meta.get("generation")
         or annotations.get(names.RUN_ANNOTATION, status.get("lastHandledRunRequest"))
         != status.get("lastHandledRunRequest")
