@@ -169,6 +169,21 @@ def test_an_invalid_job_fails_the_run_with_the_apis_message() -> None:
     assert not has_work(resource(api))
 
 
+def test_an_admission_policy_denial_is_retried_not_final() -> None:
+    api = new_api()
+    denial = (
+        "jobs.batch \"x\" is forbidden: ValidatingAdmissionPolicy 'guard' with binding 'guard' "
+        "denied request: failed to configure binding: no params found for policy binding"
+    )
+    api.fail("POST", "/jobs", 422, message=denial)
+    control = controller(api)
+    assert control.reconcile("ns", "demo") is not None  # retried after its backoff
+    assert status(api)["phase"] == "Pending"
+    assert condition(api, ConditionType.RUN_REQUEST)["reason"] == Reason.JOB_CREATE_FAILED
+    assert control.reconcile("ns", "demo") is None
+    assert status(api)["phase"] == "Running"
+
+
 def test_going_back_to_an_earlier_run_request_value_starts_a_new_run() -> None:
     api = new_api("first-run")
     control = controller(api)

@@ -45,6 +45,7 @@ _PERMANENT = (400, 422)
 """API answers to a Job creation that no retry can change (the Job as built is invalid). A refusal
 of the chart's operator guard (403: a namespace the operator does not serve, say) or a missing
 worker ClusterRole (404) is retried: an administrator can change either."""
+_ADMISSION_DENIALS = ("ValidatingAdmissionPolicy", "admission webhook")
 
 
 def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
@@ -231,7 +232,11 @@ class Controller:
 
     def _record_create_failure(self, body: Obj, job: Obj, error: KubeError) -> None:
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
-        permanent = error.status in _PERMANENT or error.status == 409
+        # An admission policy's denial is also a 422, but policies and their parameters change
+        # (a ValidatingAdmissionPolicy whose params informer has not seen the resource yet denies
+        # its first Job): retried like a quota. The Job as built being invalid is not.
+        admission = any(m in error.message for m in _ADMISSION_DENIALS)
+        permanent = (error.status in _PERMANENT and not admission) or error.status == 409
         todo = plan_create_failure(
             body,
             job,

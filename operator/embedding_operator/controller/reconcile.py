@@ -276,7 +276,7 @@ def has_work(body: Obj) -> bool:
     annotations = meta.get("annotations") or {}
     if meta.get("deletionTimestamp"):
         return False
-    succeeded = next(
+    succeeded: Obj = next(
         (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.SUCCEEDED),
         {},
     )
