@@ -219,6 +219,9 @@ def test_a_429_teaches_the_limit_from_what_was_accepted_in_the_window_before_it(
     minutes = (clock.now - start) / 60
     # 3M tokens at 300k per minute: 10 minutes bound, less the first minute's burst.
     assert 9.0 <= minutes <= 10 * 1.03
+    # Voyage took the window's tokens at once, so the limiter sends them again as soon as the
+    # window frees (the sliding log paces), not trickled at 300k/60 s.
+    assert sum(t for at, t in provider.accepted if start + 60 < at <= start + 62) == 300_000
 
 
 def test_the_refused_request_is_refunded_and_a_learned_limit_never_rises() -> None:

@@ -22,8 +22,10 @@ requests in flight (:class:`AdaptiveConcurrency`, additive increase / multiplica
 tells the limiter (:meth:`RateLimiter.throttled`), which *learns* the limit: the tokens Voyage
 accepted in the window before the refused request are what the account allows (it refused the
 next one), so the limiter lowers its TPM to that and holds there (just under the limit: it is
-what Voyage accepted, and the window margin covers the network delay). Without this, a run
-against an undisclosed limit only backs off multiplicatively and loses time to every 429.
+what Voyage accepted, and the window margin covers the network delay). Since Voyage just took
+that much at once, the bucket stops smoothing and the sliding log alone paces: a run sends as
+soon as the window frees. Without this, a run against an undisclosed limit only backs off
+multiplicatively and spends a request on every 429.
 
 Everything takes ``now`` explicitly or from an injectable clock, so it is unit-tested without
 sleeping.
@@ -205,9 +207,10 @@ class RateLimiter:
             # was under the limit: not a limit we can learn; the pause and the gate handle it.
             return None
         self.tpm = self.learned_tpm = limit
-        rate = limit / self.window
-        self._tokens.rate, self._tokens.capacity = rate, rate * BURST_SECONDS
-        self._tokens.level = min(self._tokens.level, self._tokens.capacity)
+        # Voyage just showed it takes the whole window's tokens at once, so the bucket no longer
+        # smooths them: the sliding log (the provider's own rule) alone paces, and a run sends
+        # as soon as the window frees instead of trickling at limit/window.
+        self._tokens.rate, self._tokens.capacity = limit / self.window, float(limit)
         return limit
 
     def pause_until(self, until: float) -> None:
