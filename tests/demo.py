@@ -21,7 +21,13 @@ import yaml
 
 from embedding_operator.api import names
 from tests.cluster.harness import Cluster, ensure_binaries
-from tests.e2e.stack import OperatorProcess, apply_manifests, wait_established
+from tests.e2e.stack import (
+    OperatorProcess,
+    apply_manifests,
+    install_chart_rbac,
+    wait_established,
+)
+from tests.tools.fetch import ensure_tools
 from tests.voyage_standin import StandIn, StandInConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +86,20 @@ def _run(cluster: Cluster, api: Any, key: str, standin: StandIn | None) -> int:
         },
     )
     env = {"VOYAGE_BASE_URL": standin.base_url} if standin else {}
-    operator = OperatorProcess(cluster.kubeconfig, cluster.log_dir / "operator.log", env).start()
+    # the chart's ServiceAccount, ClusterRoles (the worker's too) and guard: the operator runs
+    # with exactly the rights the chart gives it
+    kubeconfig = install_chart_rbac(
+        api,
+        ensure_tools()["helm"],
+        cluster.kubeconfig,
+        cluster.log_dir / "operator.kubeconfig",
+        "image.repository=embedding-operator",
+        "image.tag=demo",
+        *([f"voyage.baseURL={standin.base_url}"] if standin else []),
+    )
+    env["EMBEDDING_OPERATOR_WORKER_CLUSTER_ROLE"] = "e2e-embedding-operator-worker"
+    env["EMBEDDING_OPERATOR_IMAGE"] = "embedding-operator:demo"  # what the guard admits
+    operator = OperatorProcess(kubeconfig, cluster.log_dir / "operator.log", env).start()
     try:
         say("operator started (embedding-operator run)")
         obj = yaml.safe_load(EXAMPLE.read_text())
@@ -121,7 +140,6 @@ def _rest(cluster: Cluster, api: Any, standin: StandIn | None) -> int:
         token_for,
         wait_available,
     )
-    from tests.tools.fetch import ensure_tools
 
     print()
     say("now the REST path: helm install of the chart (operator and REST API server as pods)")
