@@ -82,7 +82,8 @@ def test_helm_install_runs_a_run_to_completed_in_containers(
     real_node: Any, chart: Any, node_namespace: str, node_standin: StandIn
 ) -> None:
     core = apis.CoreV1Api(chart)
-    [operator] = core.list_namespaced_pod(RELEASE_NS).items
+    pods = core.list_namespaced_pod(RELEASE_NS).items  # the operator's, the REST API server's
+    [operator] = [p for p in pods if p.spec.containers[0].name == "operator"]
     assert operator.spec.service_account_name == "eo-embedding-operator"
     assert operator.spec.containers[0].image == real_node.image
     assert operator.status.container_statuses[0].container_id.startswith("containerd://")
