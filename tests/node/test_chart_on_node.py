@@ -153,12 +153,6 @@ def test_worker_container_killed_fails_the_run_with_a_reason(
         node_standin.config.latency = 0.0
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="operator race seen on the real node (docs/control-plane.md): once in a full run the "
-    "run failed PodNotStarted, not DeadlineExceeded, when the Job's pod was gone after its "
-    "30 s grace period and the Job had FailureTarget but not yet Failed; passes alone",
-)
 def test_run_past_its_deadline_fails(
     chart: Any, node_namespace: str, node_standin: StandIn
 ) -> None:
