@@ -17,6 +17,7 @@ from tests.e2e import apis
 from tests.e2e.test_operator import annotate, create, events, get, jobs, manifest, patch, wait_phase
 from tests.e2e.test_operator import reason as reason_of
 from tests.fault_proxy import FaultProxy, for_cluster
+from tests.health import argocd, kstatus
 from tests.voyage_standin import StandIn
 
 pytestmark = pytest.mark.cluster
@@ -113,6 +114,9 @@ def test_a_job_quota_of_zero_is_reported_and_the_run_starts_once_it_is_lifted(
     obj = get(api, namespace, "quota")
     assert obj["status"]["phase"] == "Pending"
     assert "lastHandledRunRequest" not in obj["status"]
+    # a run that cannot start is not healthy: GitOps tools wait (and time out with the reason)
+    assert (_condition(obj, "Ready") or {}).get("status") == "False"
+    assert (kstatus([obj]), argocd(obj)) == (["InProgress"], "Progressing")
     warned = [e for e in events(api, namespace, "quota") if e.reason == "JobCreateFailed"]
     assert warned and warned[0].type == "Warning" and "exceeded quota" in warned[0].message
     apis.CoreV1Api(api).delete_namespaced_resource_quota("zero", namespace)

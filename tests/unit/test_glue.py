@@ -148,12 +148,18 @@ def test_a_refused_job_is_recorded_retried_with_backoff_and_recovers() -> None:
     assert (refused["status"], refused["reason"]) == ("False", Reason.JOB_CREATE_FAILED)
     assert quota in refused["message"] and "retrying in" in refused["message"]
     assert "lastHandledRunRequest" not in status(api)
+    # not Ready, Reconciling: GitOps tools wait instead of calling it healthy
+    ready = condition(api, ConditionType.READY)
+    assert (ready["status"], ready["reason"]) == ("False", Reason.JOB_CREATE_FAILED)
+    assert condition(api, ConditionType.RECONCILING)["status"] == "True"
+    assert condition(api, ConditionType.STALLED)["status"] == "False"
     assert has_work(resource(api))  # the resync will come back to it too
     second = control.reconcile("ns", "demo")
     assert second is not None and second > first  # exponential
     assert events(api).count(("Warning", Reason.JOB_CREATE_FAILED)) == 1  # no Event per retry
     assert control.reconcile("ns", "demo") is None  # the quota is lifted
     assert status(api)["phase"] == "Running" and len(api.all("batch/v1", "jobs", "ns")) == 1
+    assert condition(api, ConditionType.READY)["status"] == "Unknown"  # Running's own triple
     assert len(control.backoff) == 0  # forgotten on success
 
 

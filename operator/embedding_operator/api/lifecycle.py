@@ -96,6 +96,21 @@ def phase_conditions(
     return [condition(t, s, reason, message, generation, now) for t, s in triple]
 
 
+def blocked_conditions(
+    reason: str, message: str, generation: int | None, now: datetime
+) -> list[Condition]:
+    """The GitOps triple while a requested run cannot start yet but is being retried (a quota,
+    missing rights): not Ready and Reconciling, so kstatus says InProgress and Flux or Argo CD
+    wait, then time out with this message, instead of reporting a healthy resource whose run
+    never starts. Not Stalled: the operator keeps trying and the run starts once the cause goes."""
+    triple: list[tuple[ConditionType, ConditionStatus]] = [
+        (ConditionType.READY, "False"),
+        (ConditionType.RECONCILING, "True"),
+        (ConditionType.STALLED, "False"),
+    ]
+    return [condition(t, s, reason, message, generation, now) for t, s in triple]
+
+
 # --- transitions ---
 
 

@@ -420,6 +420,12 @@ def plan_create_failure(
     else:
         p.set(message=text)
     p.run_request(None, False, Reason.JOB_CREATE_FAILED, text)  # still unhandled: retried
+    p.set(
+        conditions=lifecycle.set_conditions(
+            p.current.conditions,
+            *lifecycle.blocked_conditions(Reason.JOB_CREATE_FAILED, text, p.generation, now),
+        )
+    )
     if repeated:  # one Event per distinct failure, not one per retry
         p.plan.events.clear()
     return p.plan
