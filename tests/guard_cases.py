@@ -53,6 +53,24 @@ def escalations(job: dict[str, Any]) -> dict[str, tuple[dict[str, Any], str]]:
             change(lambda _, c: c.update(image="attacker/tool:latest")),
             "configured image",
         ),
+        "node-name": (
+            change(lambda pod, _: pod.update(nodeName="control-plane-1")),
+            "scheduled as the chart's worker values say",
+        ),
+        "control-plane-toleration": (
+            change(
+                lambda pod, _: pod.update(
+                    tolerations=[
+                        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+                    ]
+                )
+            ),
+            "scheduled as the chart's worker values say",
+        ),
+        "critical-priority": (
+            change(lambda pod, _: pod.update(priorityClassName="system-node-critical")),
+            "scheduled as the chart's worker values say",
+        ),
         "other-secret": (
             change(
                 lambda _, c: c["env"][0]["valueFrom"]["secretKeyRef"].update(name="someone-else")

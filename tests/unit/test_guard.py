@@ -15,7 +15,7 @@ from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
 from tests.guard_cases import GUARD, escalations
 from tests.tools.fetch import ensure_tools
-from tests.unit.test_chart import render
+from tests.unit.test_chart import by_kind, render
 
 IMAGE = "ghcr.io/embedding-operator/embedding-operator:0.1.0"
 OWNER = {"name": "docs", "namespace": "team-a", "uid": "u-1"}
@@ -26,8 +26,8 @@ def helm() -> Path:
     return ensure_tools()["helm"]
 
 
-def _policy(helm: Path, suffix: str) -> dict[str, Any]:
-    docs = render(helm, "voyage.baseURL=https://voyage.example/v1")
+def _policy(helm: Path, suffix: str, *sets: str) -> dict[str, Any]:
+    docs = render(helm, "voyage.baseURL=https://voyage.example/v1", *sets)
     [policy] = [
         d
         for d in docs
@@ -88,3 +88,31 @@ def test_every_escalation_fails_the_rule_that_names_it(helm: Path, job: dict[str
 def test_a_job_in_an_excluded_namespace_fails(helm: Path, job: dict[str, Any]) -> None:
     system = {**job, "metadata": {**job["metadata"], "namespace": "kube-system"}}
     assert failures(_policy(helm, ""), system)[0].startswith(f"'{GUARD}")
+
+
+def test_the_charts_worker_scheduling_passes_and_nothing_else(helm: Path) -> None:
+    """A toleration and priority class set in the chart's worker values reach the Job (through
+    the operator's env) and pass; the same Job with one more toleration does not."""
+    sets = (
+        "worker.priorityClassName=batch-low",
+        "worker.tolerations[0].key=dedicated",
+        "worker.tolerations[0].operator=Equal",
+        "worker.tolerations[0].value=embeddings",
+        "worker.tolerations[0].effect=NoSchedule",
+    )
+    deployment = by_kind(render(helm, *sets), "Deployment", "demo-embedding-operator")
+    env = {
+        e["name"]: e.get("value", "")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    settings = Settings.from_env({**env, "EMBEDDING_OPERATOR_IMAGE": IMAGE})
+    body = {"metadata": OWNER, "spec": {"inputs": ["x"], "model": "voyage-3.5"}}
+    job = build_job(body, "r1", 1, settings)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "batch-low" and len(pod["tolerations"]) == 1
+    policy = _policy(helm, "", *sets)
+    assert failures(policy, job) == []
+    pod["tolerations"].append(
+        {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
+    )
+    assert any("scheduled as the chart's worker values say" in m for m in failures(policy, job))
