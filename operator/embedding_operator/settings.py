@@ -185,8 +185,8 @@ WORKER: Final = (
     Setting(
         "EMBEDDING_OPERATOR_INLINE_MAX_BYTES",
         int,
-        256 * 1024,
-        "largest embeddings JSON kept in the status",
+        64 * 1024,
+        "largest result kept in the status (its base64); larger ones go to ConfigMaps",
         minimum=0,
         worker=True,
         chart="storage.inlineMaxBytes",

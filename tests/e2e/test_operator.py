@@ -4,6 +4,7 @@ calls the Voyage stand-in and writes the status."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from embedding_operator.api import names
+from embedding_operator.api.types import Result
+from embedding_operator.storage import result_array
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
 from tests.e2e.conftest import API_KEY
@@ -98,7 +101,9 @@ def test_small_run_completes_with_the_standins_vectors_inline(
     assert status["inputCount"] == 12
     result = status["result"]
     assert (result["count"], result["dimensions"], result["dtype"]) == (12, 256, "float")
-    got = np.array(result["embeddings"], dtype=np.float32)
+    assert result["inline"]["encoding"] == "float32-le" and "embeddings" not in result
+    # the kubectl recipe of docs/api.md: base64 of little-endian float32, count x dimensions
+    got = np.frombuffer(base64.b64decode(result["inline"]["data"]), "<f4").reshape(12, 256)
     np.testing.assert_array_equal(got, expected_matrix(texts, "voyage-3.5", 256))
     assert result["totalTokens"] == voyage.stats.tokens > 0
     assert status["stats"]["requests"] >= 1
@@ -152,7 +157,6 @@ def test_operator_serves_liveness_and_run_metrics(
 def test_large_run_is_reassembled_from_owned_chunks(
     api: Any, cluster: ClusterHandle, namespace: str, api_key_secret: str, voyage: StandIn
 ) -> None:
-    from embedding_operator.api.types import Result
     from embedding_operator.kube import Kube
     from embedding_operator.storage.configmaps import labels, load_result
 
@@ -167,7 +171,7 @@ def test_large_run_is_reassembled_from_owned_chunks(
     done = wait_phase(api, namespace, "large", "Completed", "Failed", timeout=120)
     assert done["status"]["phase"] == "Completed", done["status"].get("message")
     result = Result.model_validate(done["status"]["result"])
-    assert result.embeddings is None and result.storage is not None
+    assert result.inline is None and result.storage is not None
     assert len(result.storage.names) > 1  # 1500 x 512 x 4 bytes in 256 KiB chunks
     assert result.storage.size == 1500 * 512 * 4
     owned = apis.CoreV1Api(api).read_namespaced_config_map(result.storage.names[0], namespace)
@@ -221,7 +225,7 @@ def test_unchanged_completed_resource_refuses_a_rerun_and_a_spec_change_reruns(
     assert reason(pending) == "SpecChanged"
     annotate(api, namespace, "rerun", names.RUN_ANNOTATION, "r3")
     second = wait_phase(api, namespace, "rerun", "Completed")
-    got = np.array(second["status"]["result"]["embeddings"], dtype=np.float32)
+    got = result_array(Result.model_validate(second["status"]["result"]))
     expected = expected_matrix(["second input", "third input"], "voyage-3.5", 1024)
     np.testing.assert_array_equal(got, expected)
     assert second["status"]["observedGeneration"] == 2

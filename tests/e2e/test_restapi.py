@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 
+from embedding_operator.storage import to_lists
 from tests.cluster.harness import free_port
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
@@ -214,6 +215,26 @@ def test_a_large_chunked_result_comes_back_whole_by_name(
     )
     tampered = editor.get("/name/large")
     assert tampered.status == 500 and "digest" in tampered.message
+
+
+def test_a_result_written_by_0_1_as_json_numbers_is_still_served(
+    users: dict[str, RestClient], api: Any, namespace: str
+) -> None:
+    """0.1 kept small results in ``status.result.embeddings`` as numbers; records it finished
+    before an upgrade read as before (now results are base64 in ``status.result.inline``)."""
+    editor = users["editor"]
+    assert editor.post("/", {**SEED, "name": "from-0-1"}).status == 201
+    wait_phase(api, namespace, "from-0-1", "Pending")  # the operator has seen it
+    vectors = expected_matrix(SEED["inputs"], "voyage-3-large", 1024)
+    result = {"model": "voyage-3-large", "totalTokens": 7, "count": 2, "dimensions": 1024}
+    legacy = {**result, "dtype": "float", "embeddings": to_lists(vectors)}
+    apis.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        *("embedding-operator.dev", "v1alpha1", namespace, "deploymentembeddings", "from-0-1"),
+        {"status": {"phase": "Completed", "result": legacy}},
+    )
+    got = editor.get("/name/from-0-1")
+    assert got.status == 200 and got.body["status"] == "completed", got.body
+    np.testing.assert_array_equal(np.asarray(got.body["result"]["embeddings"], "<f4"), vectors)
 
 
 def test_each_user_gets_exactly_their_rights(

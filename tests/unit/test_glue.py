@@ -11,11 +11,13 @@ import pytest
 
 from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
+from embedding_operator.api.types import Result
 from embedding_operator.controller.loop import Backoff, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import RetryPolicy
+from embedding_operator.storage import result_array
 from embedding_operator.worker.main import run_worker
 from embedding_operator.worker.status import StatusWriter
 from tests.fake_kube import FakeApi
@@ -417,7 +419,7 @@ def test_run_worker_completes_and_does_not_pay_twice_across_an_outage(
     assert run_worker("ns", "demo", job, kube=kube, clock=Clock(), sleep=slept.append) == 0
     assert len(slept) == 6
     assert status(api)["phase"] == "Completed", status(api)["message"]
-    assert len(status(api)["result"]["embeddings"]) == 2
+    assert result_array(Result.model_validate(status(api)["result"])).shape == (2, 1024)
     assert standin.stats.inputs == 2  # each input paid for once
     assert condition(api, ConditionType.SUCCEEDED)["reason"] == Reason.COMPLETED
 

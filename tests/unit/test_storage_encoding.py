@@ -1,7 +1,8 @@
-"""Encodings, the inline store and its size bound, sink contract checks."""
+"""Encodings, the inline store (base64) and its size, sink contract checks."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -11,13 +12,13 @@ from embedding_operator.api.types import Result
 from embedding_operator.storage import (
     ENCODINGS,
     ArraySink,
+    DigestMismatchError,
     InlineSink,
     NullSink,
     ResultLayout,
-    ResultTooLargeError,
     StorageSettings,
     inline_fits,
-    inline_json_bound,
+    inline_size,
     result_array,
     select_sink,
     to_lists,
@@ -67,36 +68,58 @@ def test_integer_lists_stay_integers() -> None:
 
 
 @pytest.mark.parametrize("dtype", list(ENCODINGS))
-def test_inline_bound_is_an_upper_bound(dtype: str) -> None:
+def test_inline_sink_round_trips_every_dtype_exactly(dtype: str) -> None:
+    """The status holds base64 of the bytes Voyage sent (float32 for floats, so nothing is
+    rounded); ``inline_size`` is its exact length, known before the run."""
     texts = [f"text {i}" for i in range(30)]
     array = expected_matrix(texts, "voyage-3.5", 512, dtype)
     layout = ResultLayout("voyage-3.5", 30, 512, dtype)  # type: ignore[arg-type]
-    actual = len(json.dumps(to_lists(array), separators=(",", ":")))
-    assert actual <= inline_json_bound(layout)
-    # and not wildly pessimistic for floats
-    if dtype == "float":
-        assert inline_json_bound(layout) < 2 * actual
+    sink = InlineSink(layout)
+    sink.write(0, array[:7])
+    sink.write(7, array[7:])
+    result = sink.finish(total_tokens=42)
+    assert result.inline is not None and result.embeddings is None and result.storage is None
+    assert len(result.inline.data) == inline_size(layout)
+    assert base64.b64decode(result.inline.data) == array.tobytes()
+    decoded = result_array(Result.model_validate(result.to_dict()))
+    assert decoded.dtype == array.dtype and np.array_equal(decoded, array)
 
 
 def test_inline_sink_produces_the_status_result_shape() -> None:
-    texts = ["alpha", "beta", "gamma"]
-    array = expected_matrix(texts, "voyage-3.5", 256)
-    sink = InlineSink(ResultLayout("voyage-3.5", 3, 256), max_bytes=256 * 1024)
-    sink.write(0, array[:2])
-    sink.write(2, array[2:])
-    result = sink.finish(total_tokens=42)
-    wire = result.to_dict()
-    assert set(wire) == {"model", "totalTokens", "count", "dimensions", "dtype", "embeddings"}
-    assert wire["totalTokens"] == 42 and wire["count"] == 3 and wire["dtype"] == "float"
-    assert np.array_equal(result_array(Result.model_validate(wire)), array)
-
-
-def test_inline_sink_refuses_to_truncate() -> None:
-    array = expected_matrix(["a", "b"], "voyage-3.5", 256)
-    sink = InlineSink(ResultLayout("voyage-3.5", 2, 256), max_bytes=1000)
+    array = expected_matrix(["alpha", "beta", "gamma"], "voyage-3.5", 256)
+    sink = InlineSink(ResultLayout("voyage-3.5", 3, 256))
     sink.write(0, array)
-    with pytest.raises(ResultTooLargeError, match="over the inline limit"):
-        sink.finish(1)
+    wire = sink.finish(total_tokens=42).to_dict()
+    assert set(wire) == {"model", "totalTokens", "count", "dimensions", "dtype", "inline"}
+    assert wire["totalTokens"] == 42 and wire["count"] == 3 and wire["dtype"] == "float"
+    assert wire["inline"]["encoding"] == "float32-le"
+    # what a kubectl user decodes by hand: base64 of little-endian float32, row-major
+    raw = base64.b64decode(wire["inline"]["data"])
+    assert np.array_equal(np.frombuffer(raw, "<f4").reshape(3, 256), array)
+
+
+def test_results_written_by_0_1_as_json_numbers_still_read() -> None:
+    array = expected_matrix(["a", "b"], "voyage-3.5", 256)
+    legacy = {"model": "voyage-3.5", "totalTokens": 3, "count": 2, "dimensions": 256}
+    wire = {**legacy, "dtype": "float", "embeddings": to_lists(array)}
+    assert np.array_equal(result_array(Result.model_validate(wire)), array)
+    ints = expected_matrix(["a", "b"], "voyage-3.5", 256, "int8")
+    wire = {**legacy, "dtype": "int8", "embeddings": ints.tolist()}
+    assert np.array_equal(result_array(Result.model_validate(wire)), ints)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ("not base64!", "not valid base64"),
+        (base64.b64encode(b"\0" * 1020).decode(), "1020 bytes, not 1 rows of 256 float32"),
+    ],
+)
+def test_a_damaged_inline_result_is_refused(data: str, message: str) -> None:
+    wire = {"model": "voyage-3.5", "totalTokens": 3, "count": 1, "dimensions": 256}
+    inline = {"encoding": "float32-le", "data": data}
+    with pytest.raises(DigestMismatchError, match=message):
+        result_array(Result.model_validate({**wire, "dtype": "float", "inline": inline}))
 
 
 def test_select_sink_by_size() -> None:
@@ -121,7 +144,7 @@ def test_sinks_check_order_shape_and_count() -> None:
         sink.finish(0)
     null = NullSink(ResultLayout("voyage-3.5", 1, 256))
     null.write(0, np.zeros((1, 256), dtype=np.float32))
-    assert null.finish(5).embeddings is None
+    assert null.finish(5).inline is None
 
 
 def test_storage_settings_from_env() -> None:

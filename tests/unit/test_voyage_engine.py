@@ -209,10 +209,10 @@ def test_embed_spec_with_the_inline_store(standin: StandIn, client: ClientSettin
     spec = DeploymentEmbeddingSpec.model_validate(
         {"model": "voyage-3.5-lite", "inputs": ["a", "b", "c"], "outputDimension": 256}
     )
-    sink = InlineSink(ResultLayout.for_spec(spec), max_bytes=256 * 1024)
+    sink = InlineSink(ResultLayout.for_spec(spec))
     stats = asyncio.run(embed_spec(spec, sink, client=client))
     result = stats.result
-    assert result is not None and result.embeddings is not None
+    assert result is not None and result.inline is not None
     assert (result.model, result.count, result.dimensions, result.dtype) == (
         "voyage-3.5-lite",
         3,

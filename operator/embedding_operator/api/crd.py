@@ -59,7 +59,7 @@ def _structural(node: Any, defs: Schema) -> Any:
             continue
         if key == "properties":
             out[key] = {name: _structural(v, defs) for name, v in value.items()}
-        elif key == "format" and value == "date-time":
+        elif key == "format" and value in ("date-time", "byte"):
             out[key] = value
         else:
             out[key] = _structural(value, defs)

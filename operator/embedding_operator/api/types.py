@@ -313,19 +313,40 @@ class ChunkedStorage(_Model):
     size: int = Field(ge=0, description="Bytes in all.")
 
 
+class InlineVectors(_Model):
+    """A small result's vectors in the status, compactly: base64 of the bytes the chunked store
+    would hold (row-major, little-endian, ``count`` rows). One string rather than a list of
+    numbers: ~5.5 KB instead of ~11 KB of JSON per 1,024 floats on every watch event, and one
+    object, not thousands, in every client that parses or deep-copies the resource."""
+
+    encoding: str = Field(
+        description="Byte layout, e.g. 'float32-le': row-major, little-endian, count x dimensions."
+    )
+    data: str = Field(
+        json_schema_extra={"format": "byte"},
+        description="The vectors' bytes, base64 (standard alphabet, padded).",
+    )
+
+
 class Result(_Model):
-    """A finished run's output (the seed service's shape, plus where large results live)."""
+    """A finished run's output (the seed service's fields; the vectors inline or stored)."""
 
     model: str
     total_tokens: int = Field(ge=0)
     count: int = Field(ge=0, description="Number of vectors (equals the number of inputs).")
     dimensions: int = Field(ge=1)
     dtype: OutputDtype
-    embeddings: list[list[float]] | None = Field(
-        default=None, description="The vectors inline, in input order, when the result is small."
+    inline: InlineVectors | None = Field(
+        default=None, description="The vectors in the status, base64, when the result is small."
     )
     storage: ChunkedStorage | None = Field(
         default=None, description="Where the vectors are stored when too large for the status."
+    )
+    embeddings: list[list[float]] | None = Field(
+        default=None,
+        description=(
+            "The vectors as JSON numbers, as version 0.1 wrote them (read, no longer written)."
+        ),
     )
 
     @field_serializer("embeddings")

@@ -36,7 +36,7 @@ from embedding_operator.restapi.auth import (
 )
 from embedding_operator.restapi.errors import ApiError, not_found, status_body
 from embedding_operator.restapi.metrics import LATENCY, REQUESTS
-from embedding_operator.storage import DigestMismatchError, to_lists
+from embedding_operator.storage import DigestMismatchError, result_array, to_lists
 
 log = logging.getLogger("embedding_operator.restapi")
 
@@ -108,16 +108,20 @@ class RestApi:
         raise not_found(f'with id "{uid}"')
 
     async def embeddings(self, obj: Obj) -> list[list[float]] | None:
-        """The vectors of a chunked result, reassembled and checked against the digest; None for
-        an inline result (the record reads it from the status)."""
+        """The vectors of a completed run as numbers: decoded from the status (base64, or the
+        JSON numbers 0.1 wrote) or reassembled from the chunks, size and digest checked."""
         raw = (obj.get("status") or {}).get("result")
-        if not raw or not raw.get("storage") or obj["status"].get("phase") != "Completed":
+        if not raw or obj["status"].get("phase") != "Completed":
             return None
         from embedding_operator.storage.configmaps import load_result
 
+        result = Result.model_validate(raw)
         namespace = obj["metadata"]["namespace"]
         try:
-            array = await self.call(load_result, self.kube, namespace, Result.model_validate(raw))
+            if result.storage is None:
+                array = result_array(result)
+            else:
+                array = await self.call(load_result, self.kube, namespace, result)
         except (DigestMismatchError, FileNotFoundError) as e:
             raise ApiError(500, f"the stored result cannot be returned: {e}") from None
         return to_lists(array)

@@ -1,4 +1,4 @@
-"""Result stores: the status inline, owned ConfigMaps in chunks, local files.
+"""Result stores: the status inline (base64), owned ConfigMaps in chunks, local files.
 
 All share the sink contract of :class:`embedding_operator.voyage.ResultSink` (``write(offset,
 rows)`` in order, ``finish(total_tokens) -> Result``, ``abort()``). Encoding, chunking, digests and
@@ -11,6 +11,7 @@ from embedding_operator.storage.chunks import (
     DigestMismatchError,
     chunk_name,
     digest_of,
+    inline_array,
     reassemble,
     result_array,
     run_key,
@@ -25,7 +26,7 @@ from embedding_operator.storage.sinks import (
     OrderedSink,
     ResultTooLargeError,
     inline_fits,
-    inline_json_bound,
+    inline_size,
     select_sink,
     to_lists,
 )
@@ -46,8 +47,9 @@ __all__ = [
     "chunk_name",
     "digest_of",
     "dtype_for_encoding",
+    "inline_array",
     "inline_fits",
-    "inline_json_bound",
+    "inline_size",
     "open_file_sink",
     "reassemble",
     "result_array",

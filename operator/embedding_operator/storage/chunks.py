@@ -6,6 +6,8 @@ the REST facade can reassemble without the writer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embedding_operator.api.types import ChunkedStorage, Result
+from embedding_operator.api.types import ChunkedStorage, InlineVectors, Result
 from embedding_operator.storage.layout import ResultLayout, dtype_for_encoding
 
 DIGEST_PREFIX = "sha256:"
@@ -91,13 +93,30 @@ def reassemble(
     return np.frombuffer(data, dtype=dtype).reshape(count, row_length)
 
 
+def inline_array(inline: InlineVectors, count: int, row_length: int) -> npt.NDArray[Any]:
+    """The array of a result kept in the status (``inline.data``, base64), size checked."""
+    try:
+        data = base64.b64decode(inline.data, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise DigestMismatchError(f"the inline result is not valid base64: {e}") from None
+    dtype = dtype_for_encoding(inline.encoding)
+    if len(data) != count * row_length * dtype.itemsize:
+        raise DigestMismatchError(
+            f"the inline result has {len(data)} bytes, not {count} rows of {row_length} {dtype}"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(count, row_length)
+
+
 def result_array(result: Result, chunks: Iterable[bytes] | None = None) -> npt.NDArray[Any]:
-    """A finished run's vectors as an array, from the inline embeddings or the chunks."""
+    """A finished run's vectors as an array: from the status (base64, or the JSON numbers 0.1
+    wrote) or from the chunks."""
     layout = ResultLayout(result.model, result.count, result.dimensions, result.dtype)
     if result.storage is not None:
         if chunks is None:
             raise ValueError("the result is stored in chunks; pass them")
         return reassemble(chunks, result.storage, result.count, layout.row_length)
+    if result.inline is not None:
+        return inline_array(result.inline, result.count, layout.row_length)
     if result.embeddings is None:
         raise ValueError("the result holds neither embeddings nor a storage reference")
     array = np.asarray(result.embeddings, dtype=layout.numpy_dtype)

@@ -1,8 +1,8 @@
 """Local file sinks for ``embedding-operator embed -o``: ``.npy`` and ``.json``, both streamed.
 
 The ``.npy`` header is written first (the shape is known before the run), then the rows as they
-arrive, so a 50,000-vector run never holds its result in memory. The ``.json`` file is the
-status ``result`` shape (``embeddings`` first, then ``model``, ``totalTokens``...).
+arrive, so a 50,000-vector run never holds its result in memory. The ``.json`` file is the REST
+record's ``result`` shape (``embeddings`` as numbers first, then ``model``, ``totalTokens``...).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class NpyFileSink(_FileSink):
 
 
 class JsonFileSink(_FileSink):
-    """The status ``result`` shape as a JSON file, rows streamed as they arrive."""
+    """The REST record's ``result`` shape as a JSON file, rows streamed as they arrive."""
 
     def __init__(self, layout: ResultLayout, path: Path) -> None:
         super().__init__(layout, path)

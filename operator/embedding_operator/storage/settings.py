@@ -1,10 +1,10 @@
 """Where results go, by size; operator-wide, from the environment.
 
-``EMBEDDING_OPERATOR_INLINE_MAX_BYTES`` (256 KiB: with a spec of up to ~1 MB the object stays
-under etcd's 1.5 MiB), ``EMBEDDING_OPERATOR_CHUNK_BYTES`` (768 KiB: well under the 1 MiB
-ConfigMap limit) and ``EMBEDDING_OPERATOR_MAX_RESULT_BYTES`` (96 MiB = 128 chunks; the largest
-valid spec, 10,000 x 2,048 float32, is 78 MiB): defaults and bounds in the registry,
-:mod:`embedding_operator.settings`.
+``EMBEDDING_OPERATOR_INLINE_MAX_BYTES`` (64 KiB of base64, 12 vectors of 1,024 floats: every
+client that lists or watches the resources pays for what the status holds, docs/api.md),
+``EMBEDDING_OPERATOR_CHUNK_BYTES`` (768 KiB: well under the 1 MiB ConfigMap limit) and
+``EMBEDDING_OPERATOR_MAX_RESULT_BYTES`` (96 MiB = 128 chunks; the largest valid spec, 10,000 x
+2,048 float32, is 78 MiB): defaults and bounds in the registry, :mod:`embedding_operator.settings`.
 
 A result over the last bound fails the run before the first Voyage request; nothing is ever
 truncated.

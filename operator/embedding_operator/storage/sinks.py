@@ -7,7 +7,7 @@ turns the whole into a :class:`~embedding_operator.api.types.Result` in ``finish
 
 from __future__ import annotations
 
-import json
+import base64
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from embedding_operator.api.types import Result
+from embedding_operator.api.types import InlineVectors, Result
 from embedding_operator.storage.layout import ResultLayout
 from embedding_operator.storage.settings import StorageSettings
 
@@ -109,44 +109,30 @@ class NullSink(OrderedSink):
 
 
 def to_lists(array: npt.NDArray[Any]) -> list[list[float]]:
-    """Rows as JSON-ready lists. float32 values take their shortest round-tripping decimal
-    (``0.1``, not ``0.10000000149011612``), which keeps inline results ~40% smaller."""
+    """Rows as JSON-ready lists (REST records, ``.json`` files). float32 values take their
+    shortest round-tripping decimal (``0.1``, not ``0.10000000149011612``): ~40% less JSON."""
     if array.dtype.kind == "f":
         return [[float(str(x)) for x in row] for row in array.astype(np.float32)]
     rows: list[list[float]] = array.astype(np.int64).tolist()
     return rows
 
 
-_NUMBER_CHARS = {"f": 16, "i": 6, "u": 5}
-"""Upper bound of a number and its separator in JSON: ``-1.1754944e-38, `` / ``-128, ``."""
-
-
-def inline_json_bound(layout: ResultLayout) -> int:
-    """An upper bound of the size of ``embeddings`` as JSON, computed before the run."""
-    per_row = layout.row_length * _NUMBER_CHARS[layout.numpy_dtype.kind] + 4
-    return layout.count * per_row + 2
+def inline_size(layout: ResultLayout) -> int:
+    """Characters of the result's base64 in the status: exact, known before the run."""
+    return 4 * -(-layout.total_bytes // 3)
 
 
 def inline_fits(layout: ResultLayout, settings: StorageSettings) -> bool:
-    return inline_json_bound(layout) <= settings.inline_max_bytes
+    return inline_size(layout) <= settings.inline_max_bytes
 
 
 class InlineSink(ArraySink):
-    """The status ``result`` with ``embeddings`` inline (the seed's JSON shape), for small runs."""
-
-    def __init__(self, layout: ResultLayout, max_bytes: int) -> None:
-        super().__init__(layout)
-        self.max_bytes = max_bytes
+    """The status ``result`` with the vectors inline (``inline.data``, base64), for small runs."""
 
     def _finish(self, total_tokens: int) -> Result:
-        embeddings = to_lists(self.array)
-        size = len(json.dumps(embeddings, separators=(",", ":")))
-        if size > self.max_bytes:
-            raise ResultTooLargeError(
-                f"the embeddings take {size} bytes of JSON, over the inline limit of "
-                f"{self.max_bytes}"
-            )
-        return self._result(total_tokens, embeddings=embeddings)
+        data = base64.b64encode(self.array.tobytes()).decode("ascii")
+        inline = InlineVectors(encoding=self.layout.encoding, data=data)
+        return self._result(total_tokens, inline=inline)
 
 
 S = TypeVar("S")
@@ -157,5 +143,5 @@ def select_sink(
 ) -> InlineSink | S:
     """The inline store when the result is small enough for the status, else ``chunked()``."""
     if inline_fits(layout, settings):
-        return InlineSink(layout, settings.inline_max_bytes)
+        return InlineSink(layout)
     return chunked()
