@@ -151,6 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=3 * 1024 * 1024,
         help="larger request bodies get 413 (default: kube-apiserver's own limit, 3 MiB)",
     )
+    api_server.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        dest="namespaces",
+        help="serve only this namespace (repeatable; the server's Roles are there); default: all",
+    )
     api_server.set_defaults(handler=_api_server)
 
     embed = sub.add_parser(

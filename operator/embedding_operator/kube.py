@@ -1,5 +1,6 @@
 """The one Kubernetes boundary: a small JSON client shared by the controller, the worker and the
-stores, with six verbs (``request``, ``get``, ``list``, ``create``, ``patch``, ``delete``).
+stores, with a few verbs (``request``, ``get``, ``list``, ``create``, ``patch``, ``apply``,
+``delete``, ``watch``).
 
 Why httpx under it (measured by ``benchmarks/kube_client.py``, figures in docs/performance.md):
 the callers block today (reconciles on a thread pool, the worker), and httpx's sync client was
@@ -23,10 +24,11 @@ field manager, so ``managedFields`` tells the operator's writes from the worker'
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -249,6 +251,31 @@ class Kube:
         if not response.is_success:
             raise error_of(response)
         return response.json() if response.content else None
+
+    def watch(self, path: str, resource_version: str, seconds: int) -> Iterator[Obj]:
+        """The events (``{"type", "object"}``) of a WATCH of ``path`` from ``resource_version``,
+        with bookmarks, until kube-apiserver ends it after ``seconds``. Not retried: a dropped
+        connection is a KubeError with status 0, and the caller resumes from the last version it
+        saw (or relists, after a 410 Gone)."""
+        params = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(seconds),
+        }
+        timeout = httpx.Timeout(self.policy.timeout, read=seconds + self.policy.timeout)
+        try:
+            with self._http.stream("GET", path, params=params, timeout=timeout) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_of(response)
+                for line in response.iter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TimeoutException as e:
+            raise KubeError(0, "Timeout", f"WATCH {path}: no event in time ({e})") from e
+        except httpx.TransportError as e:
+            raise KubeError(0, "ConnectionError", f"WATCH {path}: {e}") from e
 
     def get(self, path: str, **query: str) -> Obj | None:
         """The object at ``path``, or None when it does not exist."""

@@ -364,7 +364,7 @@ def test_the_api_server_holds_only_what_it_needs(helm: Path) -> None:
     held = _granted(by_kind(docs, "ClusterRole", API_SERVER)["rules"])
     assert held == {
         ("embedding-operator.dev", "deploymentembeddings", verb)
-        for verb in ("get", "list", "create", "patch", "delete")
+        for verb in ("get", "list", "watch", "create", "patch", "delete")
     } | {("", "configmaps", "get")}
     [secret_rule] = by_kind(docs, "Role", f"{API_SERVER}-tls")["rules"]
     assert secret_rule["resourceNames"] == [f"{API_SERVER}-tls"]
@@ -381,6 +381,45 @@ def test_the_api_server_holds_only_what_it_needs(helm: Path) -> None:
         "--secure-port=8443",
         f"--tls-secret=emb/{API_SERVER}-tls",
     ]
+
+
+def test_a_namespaced_install_gives_the_api_server_roles_only_where_it_serves(
+    helm: Path,
+) -> None:
+    docs = render(helm, "watchNamespaces={team-a,team-b}")
+    cluster_wide = {
+        (d["kind"], d["metadata"]["name"]) for d in docs if d["kind"].startswith("Cluster")
+    }
+    assert ("ClusterRole", API_SERVER) not in cluster_wide
+    assert ("ClusterRoleBinding", API_SERVER) not in cluster_wide
+    # reviews of callers are cluster-wide by nature: TokenReview and SubjectAccessReview only
+    assert ("ClusterRoleBinding", f"{API_SERVER}:auth-delegator") in cluster_wide
+    for namespace in ("team-a", "team-b"):
+        [role] = [
+            d
+            for d in docs
+            if d["kind"] == "Role"
+            and d["metadata"]["name"] == API_SERVER
+            and d["metadata"]["namespace"] == namespace
+        ]
+        assert ("embedding-operator.dev", "deploymentembeddings", "watch") in _granted(
+            role["rules"]
+        )
+        [binding] = [
+            d
+            for d in docs
+            if d["kind"] == "RoleBinding"
+            and d["metadata"]["name"] == API_SERVER
+            and d["metadata"]["namespace"] == namespace
+        ]
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": API_SERVER,
+        }
+        assert binding["subjects"][0]["name"] == API_SERVER
+    [container] = by_kind(docs, "Deployment", API_SERVER)["spec"]["template"]["spec"]["containers"]
+    assert container["args"][-2:] == ["--namespace=team-a", "--namespace=team-b"]
 
 
 def test_the_apiservice_trusts_the_ca_that_signed_the_serving_certificate(helm: Path) -> None:

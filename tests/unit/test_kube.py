@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -91,3 +92,25 @@ def test_server_side_apply_creates_then_updates() -> None:
     assert len(api.all("v1", "serviceaccounts")) == 1
     [first, second] = api.requests
     assert first.params == second.params == {"fieldManager": "embedding-operator", "force": "true"}
+
+
+def test_a_watch_yields_the_events_and_a_gone_version_is_a_410() -> None:
+    lines = [
+        {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "5"}}},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},
+    ]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.params["watch"] == "true"
+        assert request.url.params["allowWatchBookmarks"] == "true"
+        if request.url.params["resourceVersion"] == "1":
+            return httpx.Response(410, json={"kind": "Status", "reason": "Expired", "code": 410})
+        return httpx.Response(200, content="\n".join(json.dumps(e) for e in lines) + "\n")
+
+    kube = Kube(
+        Connection(host="http://fake"), field_manager="t", transport=httpx.MockTransport(answer)
+    )
+    assert list(kube.watch("/apis/x/v1/things", "4", 60)) == lines
+    with pytest.raises(KubeError) as gone:
+        list(kube.watch("/apis/x/v1/things", "1", 60))
+    assert gone.value.status == 410

@@ -5,6 +5,7 @@ the aggregator) is proven in tests/e2e/test_restapi.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import Iterator
@@ -13,17 +14,22 @@ from typing import Any
 import pytest
 
 from embedding_operator.api import names
+from embedding_operator.kube import resource_path
 from embedding_operator.restapi import records
 from embedding_operator.restapi.auth import (
     Access,
     RequestHeaderConfig,
+    ReviewCache,
     User,
+    access_key,
     access_review,
     bearer_token,
     denial,
     proxied_user,
     server_context,
+    token_key,
 )
+from embedding_operator.restapi.cache import ResourceCache, slim
 from embedding_operator.restapi.errors import ApiError
 from embedding_operator.restapi.records import ListQuery
 from embedding_operator.restapi.server import RestApi
@@ -298,10 +304,12 @@ class AllowAll:
         self.reviews: list[dict[str, Any]] = []
 
     def request(self, method: str, path: str, body: Any = None, **_: Any) -> Any:
+        if body is None:  # GET /version, for /readyz
+            return {}
         self.reviews.append(body)
         if body["kind"] == "TokenReview":
             return {"status": {"authenticated": body["spec"]["token"] == "good"}}
-        return {"status": {"allowed": True}}
+        return {"status": {"allowed": body["spec"]["user"] != "mallory"}}
 
     def list(self, path: str) -> list[Any]:
         return []
@@ -312,19 +320,14 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
     return pki.generate(tmp_path_factory.mktemp("pki"))
 
 
-@pytest.fixture
-def served(certs: pki.Pki) -> Iterator[tuple[str, AllowAll]]:
-    """The app on a loopback port, its event loop in a thread of its own."""
+@contextlib.contextmanager
+def serving(api: RestApi, certs: pki.Pki) -> Iterator[str]:
+    """``api`` on a loopback port, its event loop in a thread of its own; yields the base URL."""
     import threading
 
     from aiohttp import web
 
-    kube = AllowAll()
-    config = RequestHeaderConfig(
-        certs.front_proxy_ca.cert.read_text(), allowed_names=(pki.FRONT_PROXY_CLIENT_NAME,)
-    )
-    api = RestApi(kube, config, max_body=1000)  # type: ignore[arg-type]
-    context = server_context(str(certs.apiserver.cert), str(certs.apiserver.key), config)
+    context = server_context(str(certs.apiserver.cert), str(certs.apiserver.key), api.requestheader)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -337,12 +340,26 @@ def served(certs: pki.Pki) -> Iterator[tuple[str, AllowAll]]:
 
     port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     try:
-        yield f"https://127.0.0.1:{port}{PATH}", kube
+        yield f"https://127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def front_proxy(certs: pki.Pki) -> RequestHeaderConfig:
+    return RequestHeaderConfig(
+        certs.front_proxy_ca.cert.read_text(), allowed_names=(pki.FRONT_PROXY_CLIENT_NAME,)
+    )
+
+
+@pytest.fixture
+def served(certs: pki.Pki) -> Iterator[tuple[str, AllowAll]]:
+    kube = AllowAll()
+    api = RestApi(kube, front_proxy(certs), max_body=1000)  # type: ignore[arg-type]
+    with serving(api, certs) as url:
+        yield url + PATH, kube
 
 
 PATH = "/apis/api.embedding-operator.dev/v1alpha1/namespaces/ns/deployment-embeddings"
@@ -451,3 +468,212 @@ def test_a_write_that_lost_a_race_is_retried_on_a_fresh_read() -> None:
         asyncio.run(api.conditionally(always_stale))
     assert CONFLICT_RETRIES > 1
     assert not isinstance(upstream_error(KubeError(409, "AlreadyExists", "x")), StaleRead)
+
+
+# -- reviews reused for seconds, like kube's delegating authorizer ---------------------------
+
+ALICE = {"X-Remote-User": "alice", "X-Remote-Group": "devs"}
+
+
+def test_review_outcomes_are_reused_until_they_expire_and_the_cache_is_bounded() -> None:
+    now = [0.0]
+    cache = ReviewCache(ttl=10, size=2, clock=lambda: now[0])
+    cache.put("a", (None,))
+    now[0] = 9.9
+    assert cache.get("a") == (None,)  # a cached denial or unauthenticated token is an answer too
+    now[0] = 10.0
+    assert cache.get("a") is None
+    for key in ("a", "b", "c"):
+        cache.put(key, (key,))
+    assert cache.get("a") is None and cache.get("b") == ("b",) and cache.get("c") == ("c",)
+
+
+def test_the_review_key_tells_every_attribute_apart() -> None:
+    alice = User("alice", "u1", ("devs",), {"scopes": ("x",)})
+    base = access_key(alice, Access("get", "ns", "a", None))
+    others = [
+        access_key(User("bob", "u1", ("devs",), {"scopes": ("x",)}), Access("get", "ns", "a")),
+        access_key(User("alice", "u2", ("devs",), {"scopes": ("x",)}), Access("get", "ns", "a")),
+        access_key(User("alice", "u1", ("ops",), {"scopes": ("x",)}), Access("get", "ns", "a")),
+        access_key(User("alice", "u1", ("devs",), {"scopes": ("y",)}), Access("get", "ns", "a")),
+        access_key(alice, Access("list", "ns", "a")),
+        access_key(alice, Access("get", "other", "a")),
+        access_key(alice, Access("get", "ns", "b")),
+        access_key(alice, Access("get", "ns", "a", "run")),
+    ]
+    assert len({base, *others}) == len(others) + 1
+    same = User("alice", "u1", ("devs",), {"scopes": ("x",)})
+    assert access_key(same, Access("get", "ns", "a")) == base
+    assert token_key("secret") == token_key("secret") != token_key("other")
+    assert "secret" not in repr(token_key("secret"))  # tokens are not kept
+
+
+def test_a_caller_paging_through_a_list_costs_one_review_and_a_denial_is_reused(
+    served: tuple[str, AllowAll], certs: pki.Pki
+) -> None:
+    url, kube = served
+    for _ in range(3):
+        assert fetch(url, certs, certs.front_proxy_client, ALICE)[0] == 200
+    assert [r["kind"] for r in kube.reviews] == ["SubjectAccessReview"]
+    mallory = {"X-Remote-User": "mallory"}
+    for _ in range(2):
+        code, body = fetch(url, certs, certs.front_proxy_client, mallory)
+        assert code == 403 and 'User "mallory" cannot list' in body["message"]
+    assert len(kube.reviews) == 2
+    for _ in range(2):
+        assert fetch(url, certs, headers={"Authorization": "Bearer good"})[0] == 200
+    assert [r["kind"] for r in kube.reviews[2:]] == ["TokenReview", "SubjectAccessReview"]
+
+
+def test_a_namespace_the_install_does_not_serve_is_a_404_before_any_review(
+    certs: pki.Pki,
+) -> None:
+    kube = AllowAll()
+    api = RestApi(kube, front_proxy(certs), namespaces=("team-a",))  # type: ignore[arg-type]
+    with serving(api, certs) as url:
+        code, body = fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
+        assert code == 404 and body["kind"] == "Status" and body["reason"] == "NotFound"
+        assert 'namespace "ns" is not served by this REST API' in body["message"]
+        assert kube.reviews == []
+        served_path = PATH.replace("/namespaces/ns/", "/namespaces/team-a/")
+        assert fetch(url + served_path, certs, certs.front_proxy_client, ALICE)[0] == 200
+
+
+# -- the watch-fed copy of the resources ----------------------------------------------------
+
+
+def versioned(name: str, version: str, **status: Any) -> dict[str, Any]:
+    out = obj(name, phase="Completed" if status else None, **status)
+    out["metadata"]["resourceVersion"] = version
+    return out
+
+
+VECTORS = {
+    "model": "voyage-3.5",
+    "totalTokens": 4,
+    "count": 2,
+    "dimensions": 2,
+    "dtype": "float",
+    "embeddings": [[0.5, 1.0], [0.25, 0.0]],
+    "inline": {"encoding": "float32-le", "data": "AAAA" * 100},
+}
+
+
+def test_the_copy_keeps_no_vectors_and_gives_the_same_records_without_them() -> None:
+    full = versioned("done", "3", jobName="done-1", result=VECTORS)
+    full["metadata"]["managedFields"] = [
+        {"manager": "a", "time": "2026-01-01T00:00:05Z", "fieldsV1": {"f:spec": {}}},
+        {"manager": "b", "time": "2026-01-01T00:00:09Z", "fieldsV1": {"f:status": {}}},
+    ]
+    full["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": "{...}" * 100,
+        "keep": "me",
+    }
+    kept = slim(full)
+    assert set(kept["status"]["result"]) == set(records.RESULT_SUMMARY)
+    assert kept["metadata"]["annotations"] == {"keep": "me"}
+    assert records.record(kept, with_result=False) == records.record(full, with_result=False)
+    assert full["status"]["result"]["embeddings"]  # the original is not changed
+
+
+class Scripted:
+    """kube-apiserver for the cache's watch thread: LISTs and WATCHes answered in turn."""
+
+    def __init__(self, cache: ResourceCache, lists: list[Any], watches: list[Any]) -> None:
+        self.cache, self.lists, self.watches = cache, lists, watches
+        self.watched: list[str] = []
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        assert (method, path) == ("GET", resource_path("ns"))
+        return self.lists.pop(0)
+
+    def watch(self, path: str, version: str, seconds: int) -> Iterator[dict[str, Any]]:
+        self.watched.append(version)
+        yield from self.watches.pop(0)
+        if not self.watches:
+            self.cache.stop()
+
+
+def test_the_copy_lists_then_watches_and_relists_when_the_version_is_gone() -> None:
+    def listing(version: str, *items: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"resourceVersion": version}, "items": list(items)}
+
+    gone = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}
+
+    async def scenario() -> tuple[ResourceCache, Scripted]:
+        cache = ResourceCache(None, ["ns"])  # type: ignore[arg-type]
+        kube = Scripted(
+            cache,
+            lists=[
+                listing("10", versioned("a", "8"), versioned("b", "9")),
+                listing("20", versioned("a", "11", result=VECTORS), versioned("c", "19")),
+            ],
+            watches=[
+                [
+                    {"type": "MODIFIED", "object": versioned("a", "11", result=VECTORS)},
+                    {"type": "DELETED", "object": versioned("b", "12")},
+                    {"type": "ERROR", "object": gone},
+                ],
+                [{"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "25"}}}],
+            ],
+        )
+        cache.kube = kube  # type: ignore[assignment]
+        cache._loop = asyncio.get_running_loop()
+        assert not cache.ready
+        await asyncio.to_thread(cache.follow, "ns")
+        await asyncio.sleep(0)  # the events posted to the loop
+        return cache, kube
+
+    cache, kube = asyncio.run(scenario())
+    assert kube.watched == ["10", "20"]  # resumed from the LIST, then from the relist
+    assert sorted(o["metadata"]["name"] for o in cache.items("ns")) == ["a", "c"]
+    assert "embeddings" not in cache.objects["ns"]["a"]["status"]["result"]
+    assert cache.seen["ns"] == 25 and cache.ready
+    assert cache.name_of("ns", "uid-c") == "c" and cache.name_of("ns", "uid-b") is None
+
+
+def test_a_list_waits_for_the_watch_to_deliver_the_servers_own_write() -> None:
+    async def scenario() -> None:
+        cache = ResourceCache(None, ["ns"])  # type: ignore[arg-type]
+        cache.catch_up = 0.01
+        assert not await cache.caught_up("ns")  # not listed yet: read kube-apiserver
+        cache.catch_up = 30
+        cache._replace("ns", [versioned("a", "9")], "10")
+        assert await cache.caught_up("ns")
+        cache.wrote(versioned("b", "12"))
+        waiting = asyncio.create_task(cache.caught_up("ns"))
+        await asyncio.sleep(0)
+        cache._event("ns", "ADDED", versioned("x", "11"))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # 11 is not yet the write (12)
+        cache._event("ns", "ADDED", versioned("b", "12"))
+        assert await asyncio.wait_for(waiting, 5)
+        cache.wrote(versioned("c", "13"))
+        cache.catch_up = 0.01
+        assert not await cache.caught_up("ns")  # the watch lags: read kube-apiserver instead
+
+    asyncio.run(scenario())
+
+
+def test_lists_come_from_the_copy_unless_it_lags_and_readyz_waits_for_it(
+    certs: pki.Pki,
+) -> None:
+    import urllib.error
+    import urllib.request
+
+    kube = AllowAll()  # its LIST answers nothing: a list with items came from the copy
+    api = RestApi(kube, front_proxy(certs))  # type: ignore[arg-type]
+    context = ssl.create_default_context(cafile=str(certs.ca.cert))
+    with serving(api, certs) as url:
+        with pytest.raises(urllib.error.HTTPError) as unready:
+            urllib.request.urlopen(url + "/readyz", context=context, timeout=10)
+        assert unready.value.code == 503
+        api.cache._replace(None, [versioned("cached", "9")], "10")
+        with urllib.request.urlopen(url + "/readyz", context=context, timeout=10) as ready:
+            assert ready.status == 200
+        code, body = fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
+        assert code == 200 and [r["name"] for r in body["items"]] == ["cached"]
+        api.cache.catch_up = 0.01
+        api.cache.wrote(versioned("new", "11"))
+        code, body = fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
+        assert code == 200 and body["items"] == []  # read fresh (kube-apiserver's answer)

@@ -14,9 +14,12 @@ RBAC rules governs kubectl and REST (:func:`access_review`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
-from collections.abc import Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -209,3 +212,50 @@ def denial(user: User, access: Access, review: Mapping[str, Any]) -> str | None:
     message = f'{what} is forbidden: User "{user.name}" {access.describe()}'
     reason = status.get("reason") or status.get("evaluationError")
     return f"{message}: {reason}" if reason else message
+
+
+class ReviewCache:
+    """Outcomes of TokenReviews and SubjectAccessReviews for a short while, like kube's
+    delegating authenticator and authorizer (``--authentication-token-webhook-cache-ttl``,
+    ``--authorization-webhook-cache-authorized-ttl``/``-unauthorized-ttl``: 10 s each by
+    default): a client paging through a list costs one review, not one per page.
+
+    The key holds everything the review's answer depends on, so no answer is reused for another
+    question; tokens are keyed by their sha256, never kept. A revoked right or token takes
+    effect within ``ttl`` seconds, as with kube-apiserver's own webhooks. Bounded: past
+    ``size`` entries the oldest goes. Errors (kube-apiserver unreachable) are never cached.
+    """
+
+    def __init__(
+        self, ttl: float = 10.0, size: int = 4096, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.size = size
+        self.clock = clock
+        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires, value = entry
+        if self.clock() >= expires:
+            del self._entries[key]
+            return None
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._entries[key] = (self.clock() + self.ttl, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+def token_key(token: str) -> Hashable:
+    return ("token", hashlib.sha256(token.encode()).hexdigest())
+
+
+def access_key(user: User, access: Access) -> Hashable:
+    """Every attribute a SubjectAccessReview of ``access`` for ``user`` depends on."""
+    extra = tuple(sorted((k, tuple(v)) for k, v in user.extra.items()))
+    return ("access", user.name, user.uid, tuple(user.groups), extra, access)

@@ -72,7 +72,8 @@ async def serve(args: argparse.Namespace) -> None:
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(THREADS))
     kube = Kube.from_environment(FIELD_MANAGER)
     config = requestheader_config(args, kube)
-    api = RestApi(kube, config, args.max_request_bytes)
+    api = RestApi(kube, config, args.max_request_bytes, tuple(args.namespaces))
+    api.cache.start()
     with tempfile.TemporaryDirectory() as directory:
         context = server_context(*serving_files(args, kube, directory), config)
     runners = [web.AppRunner(api.app(), access_log=None)]
@@ -89,6 +90,7 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         await stop.wait()
     finally:
+        api.cache.stop()
         for runner in runners:
             await runner.cleanup()
 

@@ -32,6 +32,8 @@ SPEC_FIELDS = tuple(
     (field.alias or name) for name, field in DeploymentEmbeddingSpec.model_fields.items()
 )
 RECORD_FIELDS = frozenset({"name", *READ_ONLY, *SPEC_FIELDS})
+RESULT_SUMMARY = ("model", "totalTokens", "count", "dimensions", "dtype")
+"""What a record says of a result besides its vectors."""
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 
@@ -76,13 +78,7 @@ def record(
         out.setdefault(key, value)
     result = status.get("result")
     if result and status.get("phase") == "Completed":
-        out["result"] = {
-            "model": result.get("model"),
-            "totalTokens": result.get("totalTokens"),
-            "count": result.get("count"),
-            "dimensions": result.get("dimensions"),
-            "dtype": result.get("dtype"),
-        }
+        out["result"] = {k: result.get(k) for k in RESULT_SUMMARY}
         if with_result:
             rows = embeddings if embeddings is not None else result.get("embeddings")
             out["result"] = {"embeddings": rows, **out["result"]}

@@ -1,9 +1,11 @@
 """The aggregated API server: the seed's REST paths over the DeploymentEmbedding resources.
 
-Stateless: every answer is read from (and every change written to) the custom resources through
-kube-apiserver, with the server's own ServiceAccount, after the caller was authenticated and a
-SubjectAccessReview allowed the call (:mod:`.auth`). The ``kubernetes`` client behind
-:class:`~embedding_operator.kube.Kube` is synchronous, so calls run in worker threads.
+The custom resources are the only store: every change is written to them through kube-apiserver,
+with the server's own ServiceAccount, after the caller was authenticated and a
+SubjectAccessReview allowed the call (:mod:`.auth`; outcomes reused for seconds, as kube's
+delegating authorizer does). Lists without vectors are answered from a watch-fed copy of the
+resources (:mod:`.cache`), everything else from a fresh read. The
+:class:`~embedding_operator.kube.Kube` client is synchronous, so its calls run in worker threads.
 """
 
 from __future__ import annotations
@@ -26,14 +28,18 @@ from embedding_operator.restapi import discovery, records
 from embedding_operator.restapi.auth import (
     Access,
     RequestHeaderConfig,
+    ReviewCache,
     User,
+    access_key,
     access_review,
     bearer_token,
     denial,
     proxied_user,
     reviewed_user,
+    token_key,
     token_review,
 )
+from embedding_operator.restapi.cache import ResourceCache
 from embedding_operator.restapi.errors import ApiError, not_found, status_body
 from embedding_operator.restapi.metrics import LATENCY, REQUESTS
 from embedding_operator.storage import DigestMismatchError, result_array, to_lists
@@ -80,11 +86,20 @@ class RestApi:
     """The REST paths' handlers over the custom resources (which stay the only store)."""
 
     def __init__(
-        self, kube: Kube, requestheader: RequestHeaderConfig, max_body: int = MAX_BODY_BYTES
+        self,
+        kube: Kube,
+        requestheader: RequestHeaderConfig,
+        max_body: int = MAX_BODY_BYTES,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kube = kube
         self.requestheader = requestheader
         self.max_body = max_body
+        self.namespaces = frozenset(namespaces)
+        """The namespaces served (the chart's watchNamespaces, where its Roles are); all when
+        empty."""
+        self.cache = ResourceCache(kube, namespaces or None)
+        self.reviews = ReviewCache()
 
     # -- kube-apiserver ------------------------------------------------------------------
 
@@ -101,6 +116,13 @@ class RestApi:
         return obj
 
     async def by_id(self, namespace: str, uid: str) -> Obj:
+        """Read fresh; the cache only says which name to read (a uid it does not know yet, e.g.
+        of a resource created moments ago by someone else, costs a LIST)."""
+        name = self.cache.name_of(namespace, uid)
+        if name is not None:
+            obj = await self.call(self.kube.get, resource_path(namespace, name))
+            if obj is not None and obj["metadata"].get("uid") == uid:
+                return obj
         items = await self.call(self.kube.list, resource_path(namespace))
         for obj in items:
             if obj["metadata"].get("uid") == uid:
@@ -139,20 +161,36 @@ class RestApi:
             return user
         token = bearer_token(request.headers)
         if token is not None:
-            review = await self.call(self.kube.request, "POST", TOKEN_REVIEWS, token_review(token))
-            user = reviewed_user(review)
-            if user is not None:
-                return user
+            key = token_key(token)
+            reviewed = self.reviews.get(key)
+            if reviewed is None:
+                review = await self.call(
+                    self.kube.request, "POST", TOKEN_REVIEWS, token_review(token)
+                )
+                reviewed = (reviewed_user(review),)
+                self.reviews.put(key, reviewed)
+            if reviewed[0] is not None:
+                return reviewed[0]
         raise ApiError(401, "Unauthorized")
 
     async def authorize(self, request: web.Request, access: Access) -> User:
         user = await self.user(request)
-        review = await self.call(
-            self.kube.request, "POST", ACCESS_REVIEWS, access_review(user, access)
-        )
-        message = denial(user, access, review)
-        if message is not None:
-            raise ApiError(403, message)
+        if self.namespaces and access.namespace not in self.namespaces:
+            raise ApiError(
+                404,
+                f'namespace "{access.namespace}" is not served by this REST API: its install '
+                "serves a fixed list of namespaces (the chart's watchNamespaces)",
+            )
+        key = access_key(user, access)
+        decided = self.reviews.get(key)
+        if decided is None:
+            review = await self.call(
+                self.kube.request, "POST", ACCESS_REVIEWS, access_review(user, access)
+            )
+            decided = (denial(user, access, review),)
+            self.reviews.put(key, decided)
+        if decided[0] is not None:
+            raise ApiError(403, decided[0])
         return user
 
     async def body(self, request: web.Request) -> Obj:
@@ -177,8 +215,19 @@ class RestApi:
         namespace = request.match_info["namespace"]
         query = records.ListQuery.parse(request.query)
         await self.authorize(request, Access("list", namespace))
-        items = await self.call(self.kube.list, resource_path(namespace))
+        if await self.cache.caught_up(namespace):
+            items = self.cache.items(namespace)
+        else:  # not listed yet, or lagging behind this server's own write
+            items = await self.call(self.kube.list, resource_path(namespace))
         page, total, token = query.select(items)
+        if query.with_result:  # vectors: read fresh (the cache keeps none)
+            fresh = await asyncio.gather(
+                *(
+                    self.call(self.kube.get, resource_path(namespace, o["metadata"]["name"]))
+                    for o in page
+                )
+            )
+            page = [o for o in fresh if o is not None]
         out = [
             records.pick(await self.record(o, with_result=query.with_result), query.fields)
             for o in page
@@ -205,6 +254,7 @@ class RestApi:
         created = await self.call(self.kube.create, resource_path(namespace), obj)
         if created is None:
             raise ApiError(409, f'deployment embedding "{name}" already exists', "AlreadyExists")
+        self.cache.wrote(created)
         return _json(await self.record(created), 201)
 
     async def get(self, request: web.Request) -> web.Response:
@@ -248,6 +298,7 @@ class RestApi:
             patch["spec"] = records.update(body, obj)
             path = resource_path(namespace, meta["name"])
             updated: Obj = await self.call(self.kube.patch, path, patch)
+            self.cache.wrote(updated)
             return updated
 
         return _json(await self.record(await self.conditionally(attempt)))
@@ -266,7 +317,7 @@ class RestApi:
                 "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]},
             }
             path = resource_path(namespace, meta["name"])
-            await self.call(self.kube.request, "DELETE", path, options)
+            self.cache.wrote(await self.call(self.kube.request, "DELETE", path, options))
             return obj
 
         return _json(records.record(await self.conditionally(attempt), with_result=False))
@@ -295,7 +346,9 @@ class RestApi:
                 "metadata": {"resourceVersion": meta["resourceVersion"], "annotations": annotation}
             }
             path = resource_path(namespace, name)
-            return await self.call(self.kube.patch, path, patch), value
+            patched = await self.call(self.kube.patch, path, patch)
+            self.cache.wrote(patched)
+            return patched, value
 
         obj, value = await self.conditionally(attempt)
         out = records.record(obj, with_result=False)
@@ -309,7 +362,10 @@ class RestApi:
         return web.Response(text="ok")
 
     async def readyz(self, request: web.Request) -> web.Response:
-        """Ready while kube-apiserver answers: without it no path can be served."""
+        """Ready once the resources are listed and while kube-apiserver answers: without it no
+        path can be served."""
+        if not self.cache.ready:
+            return web.Response(status=503, text="not ready: the resources are not listed yet")
         try:
             await self.call(self.kube.request, "GET", "/version")
         except ApiError as e:
