@@ -9,8 +9,9 @@ server as pods, the server in a network namespace of its own: docs/control-plane
 then times, interleaved, with the same ServiceAccount token through the same kube-apiserver:
 
 (rest)  ``GET .../deployment-embeddings/?limit=20`` (the REST API: kube-apiserver authorizes and
-        proxies; the server runs a SubjectAccessReview, lists every resource of the namespace,
-        sorts newest first and answers one page of records);
+        proxies; the server authorizes by a SubjectAccessReview (its outcome reused for 10 s),
+        filters and sorts its watch-fed copy of the namespace's resources newest first and
+        answers one page of records);
 (page)  ``GET`` of the custom resources with ``?limit=20``: kube-apiserver's own cost of a
         20-item page (the baseline);
 (all)   ``GET`` of all the custom resources: what a stateless newest-first page must read.

@@ -321,13 +321,15 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> pki.Pki:
 
 
 @contextlib.contextmanager
-def serving(api: RestApi, certs: pki.Pki) -> Iterator[str]:
+def serving(api: RestApi, certs: pki.Pki, context: ssl.SSLContext | None = None) -> Iterator[str]:
     """``api`` on a loopback port, its event loop in a thread of its own; yields the base URL."""
     import threading
 
     from aiohttp import web
 
-    context = server_context(str(certs.apiserver.cert), str(certs.apiserver.key), api.requestheader)
+    if context is None:
+        key_pair = certs.apiserver
+        context = server_context(str(key_pair.cert), str(key_pair.key), api.requestheader)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -677,3 +679,59 @@ def test_lists_come_from_the_copy_unless_it_lags_and_readyz_waits_for_it(
         api.cache.wrote(versioned("new", "11"))
         code, body = fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
         assert code == 200 and body["items"] == []  # read fresh (kube-apiserver's answer)
+
+
+# -- TLS material reloaded without a restart ------------------------------------------------
+
+
+def test_a_rotated_front_proxy_ca_and_a_renewed_certificate_take_effect_without_a_restart(
+    certs: pki.Pki,
+) -> None:
+    import socket
+
+    from embedding_operator.restapi.main import ReloadingTls
+
+    def material(ca: pki.KeyPair, allowed: str, serving: pki.KeyPair) -> Any:
+        config = RequestHeaderConfig(ca.cert.read_text(), allowed_names=(allowed,))
+        return config, serving.cert.read_bytes(), serving.key.read_bytes()
+
+    current = [material(certs.front_proxy_ca, pki.FRONT_PROXY_CLIENT_NAME, certs.apiserver)]
+    kube = AllowAll()
+    api = RestApi(kube, RequestHeaderConfig(""))  # type: ignore[arg-type]
+    tls = ReloadingTls(lambda: current[0], api)
+
+    def served_certificate(url: str) -> bytes:
+        host, port = url.removeprefix("https://").split(":")
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # only which certificate is served counts here
+        with (
+            socket.create_connection((host, int(port)), timeout=10) as raw,
+            context.wrap_socket(raw) as conn,
+        ):
+            der = conn.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    def pem_der(pair: pki.KeyPair) -> bytes:
+        return ssl.PEM_cert_to_DER_cert(pair.cert.read_text())
+
+    with serving(api, certs, tls.listening) as url:
+        assert fetch(url + PATH, certs, certs.front_proxy_client, ALICE)[0] == 200
+        with pytest.raises(OSError):  # the cluster CA's admin is no front proxy (yet)
+            fetch(url + PATH, certs, certs.admin, ALICE)
+        assert served_certificate(url) == pem_der(certs.apiserver)
+        assert not tls.reload()  # nothing changed
+
+        # the front-proxy CA rotated (here: to the cluster CA, whose "admin" is the proxy now),
+        # and the serving certificate was renewed (here: another of the CA's certificates)
+        current[0] = material(certs.ca, "admin", certs.front_proxy_client)
+        assert tls.reload()
+        assert served_certificate(url) == pem_der(certs.front_proxy_client)
+        with pytest.raises(OSError):  # the old proxy's CA is no longer trusted
+            fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
+
+        current[0] = (current[0][0], b"not a certificate", b"nor a key")
+        with pytest.raises(ssl.SSLError):
+            tls.reload()  # bad material: refused, the last good one stays in force
+        assert served_certificate(url) == pem_der(certs.front_proxy_client)
