@@ -723,13 +723,18 @@ def test_a_rotated_front_proxy_ca_and_a_renewed_certificate_take_effect_without_
         assert served_certificate(url) == pem_der(certs.apiserver)
         assert not tls.reload()  # nothing changed
 
-        # the front-proxy CA rotated (here: to the cluster CA, whose "admin" is the proxy now),
-        # and the serving certificate was renewed (here: another of the CA's certificates)
+        # the front-proxy CA rotated (here: to the cluster CA, whose "admin" is the proxy now)
+        current[0] = material(certs.ca, "admin", certs.apiserver)
+        assert tls.reload()
+        assert fetch(url + PATH, certs, certs.admin, {"X-Remote-User": "carol"})[0] == 200
+        assert kube.reviews[-1]["spec"]["user"] == "carol"  # its headers are trusted now
+        with pytest.raises(OSError):  # the old proxy's CA is no longer trusted
+            fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
+
+        # the serving certificate was renewed (here: another certificate of the test PKI)
         current[0] = material(certs.ca, "admin", certs.front_proxy_client)
         assert tls.reload()
         assert served_certificate(url) == pem_der(certs.front_proxy_client)
-        with pytest.raises(OSError):  # the old proxy's CA is no longer trusted
-            fetch(url + PATH, certs, certs.front_proxy_client, ALICE)
 
         current[0] = (current[0][0], b"not a certificate", b"nor a key")
         with pytest.raises(ssl.SSLError):
