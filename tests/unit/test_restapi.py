@@ -59,6 +59,16 @@ def obj(
     return out
 
 
+RESULT = {
+    "model": "voyage-3.5",
+    "totalTokens": 4,
+    "count": 2,
+    "dimensions": 2,
+    "dtype": "float",
+    "embeddings": [[0.5, 1.0], [0.25, 0.0]],
+}
+
+
 # -- records ---------------------------------------------------------------------------------
 
 
@@ -77,14 +87,7 @@ def test_a_completed_record_carries_the_result_and_a_list_can_leave_the_vectors_
         "done",
         phase="Completed",
         jobName="done-123",
-        result={
-            "model": "voyage-3.5",
-            "totalTokens": 4,
-            "count": 2,
-            "dimensions": 2,
-            "dtype": "float",
-            "embeddings": [[0.5, 1.0], [0.25, 0.0]],
-        },
+        result=RESULT,
     )
     done["metadata"]["managedFields"] = [{"time": "2026-01-01T00:01:00Z"}, {"time": None}]
     rec = records.record(done)
@@ -550,15 +553,7 @@ def versioned(name: str, version: str, **status: Any) -> dict[str, Any]:
     return out
 
 
-VECTORS = {
-    "model": "voyage-3.5",
-    "totalTokens": 4,
-    "count": 2,
-    "dimensions": 2,
-    "dtype": "float",
-    "embeddings": [[0.5, 1.0], [0.25, 0.0]],
-    "inline": {"encoding": "float32-le", "data": "AAAA" * 100},
-}
+VECTORS = {**RESULT, "inline": {"encoding": "float32-le", "data": "AAAA" * 100}}
 
 
 def test_the_copy_keeps_no_vectors_and_gives_the_same_records_without_them() -> None:
