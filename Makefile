@@ -15,7 +15,7 @@ help:
 	@echo "make crds   - regenerate crds/ (and the chart's copies) from the API types"
 	@echo "make cluster-up / cluster-down - the test control plane, for kubectl (NODE=real: a real node)"
 	@echo "make deploy - install the chart (operator + REST API) onto it (VOYAGE_* from the env)"
-	@echo "make bench  - throughput and memory benchmarks (docs/performance.md)"
+	@echo "make bench  - throughput, memory and operator-at-scale benchmarks (docs/performance.md)"
 	@echo "make image  - build the image from the Dockerfile with buildah (NO_IMAGE=1 skips)"
 
 venv: $(STAMP)
@@ -117,6 +117,7 @@ deploy: venv tools host-packages
 bench: venv tools cluster-bin host-packages
 	$(PY) -m benchmarks.throughput
 	$(PY) -m benchmarks.restapi
+	$(PY) -m benchmarks.operator_scale $(BENCH_OPERATOR_ARGS)
 
 clean:
 	rm -rf $(VENV) .venv-lowest .cache .pytest_cache .mypy_cache .ruff_cache

@@ -176,6 +176,8 @@ class Cluster:
     bin_dir: Path = DEFAULT_BIN_DIR
     with_kubelet: bool = True
     node_name: str = NODE_NAME
+    apiserver_args: list[str] = field(default_factory=list)
+    """Extra kube-apiserver flags (the operator benchmark's audit log, say)."""
     records: list[ProcessRecord] = field(default_factory=list)
     server: str = ""
     timings: dict[str, float] = field(default_factory=dict)
@@ -281,6 +283,7 @@ class Cluster:
                 "--kubelet-preferred-address-types=InternalIP",
                 "--profiling=false",
                 "--v=1",
+                *self.apiserver_args,
             ],
         )
         ctx = ssl.create_default_context(cafile=str(certs.ca.cert))
@@ -327,20 +330,30 @@ class Cluster:
             ],
         )
         if self.with_kubelet:
-            self._spawn(
-                "kubelet",
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.cluster.kubelet",
-                    f"--kubeconfig={self.kubeconfig}",
-                    f"--state-dir={self.state_dir}",
-                    f"--node-name={self.node_name}",
-                ],
-                cwd=REPO_ROOT,
-            )
+            self._spawn_kubelet()
         self._wait_controllers(deadline)
         self.timings["ready"] = time.monotonic() - t0
+
+    def _spawn_kubelet(self) -> None:
+        self._spawn(
+            "kubelet",
+            [
+                sys.executable,
+                "-m",
+                "tests.cluster.kubelet",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--state-dir={self.state_dir}",
+                f"--node-name={self.node_name}",
+            ],
+            cwd=REPO_ROOT,
+        )
+
+    def start_kubelet(self, timeout: float = 60.0) -> None:
+        """Start the process kubelet later, on a cluster started without it (the operator
+        benchmark runs its first figures with no pod started, then with pods)."""
+        self.with_kubelet = True
+        self._spawn_kubelet()
+        self._wait_controllers(time.monotonic() + timeout)
 
     def _spawn(
         self,
