@@ -55,12 +55,12 @@ def test_wait_quiet_returns_the_last_request(tmp_path: Path) -> None:
             "get",
             "/apis/embedding-operator.dev/v1alpha1/namespaces/n/deploymentembeddings/r",
             "get deploymentembeddings",
-        ),  # noqa: E501
+        ),
         (
             "patch",
-            "/apis/embedding-operator.dev/v1alpha1/namespaces/n/deploymentembeddings/r/status?fieldManager=x",
+            "/apis/embedding-operator.dev/v1alpha1/namespaces/n/deploymentembeddings/r/status?a=b",
             "patch deploymentembeddings/status",
-        ),  # noqa: E501
+        ),
         ("list", "/api/v1/namespaces/n/pods?labelSelector=a%3Db", "list pods"),
         ("watch", "/apis/batch/v1/namespaces/n/jobs?watch=true", "watch jobs"),
         ("get", "/apis/rbac.authorization.k8s.io/v1/clusterroles/worker", "get clusterroles"),
