@@ -109,6 +109,44 @@ OPERATOR: Final = (
         minimum=1,
         chart="operator.podStartTimeoutSeconds",
     ),
+    Setting(
+        "EMBEDDING_OPERATOR_LEASE_NAMESPACE",
+        str,
+        None,
+        "namespace of the leader-election Lease (unset: no leader election, one replica only)",
+        chart="the release's namespace",
+    ),
+    Setting(
+        "EMBEDDING_OPERATOR_LEASE_NAME",
+        str,
+        "embedding-operator",
+        "name of the leader-election Lease",
+        chart="the release's full name",
+    ),
+    Setting(
+        "EMBEDDING_OPERATOR_LEASE_DURATION_SECONDS",
+        int,
+        8,
+        "a standby takes over a Lease not renewed for this long (handover after a crash)",
+        minimum=2,
+        chart="leaderElection.leaseDurationSeconds",
+    ),
+    Setting(
+        "EMBEDDING_OPERATOR_LEASE_RENEW_DEADLINE_SECONDS",
+        float,
+        5.0,
+        "the leader exits when it could not renew for this long (under the duration)",
+        minimum=0.5,
+        chart="leaderElection.renewDeadlineSeconds",
+    ),
+    Setting(
+        "EMBEDDING_OPERATOR_LEASE_RETRY_PERIOD_SECONDS",
+        float,
+        2.0,
+        "how often the leader renews and a standby tries to acquire",
+        minimum=0.1,
+        chart="leaderElection.retryPeriodSeconds",
+    ),
 )
 
 WORKER: Final = (

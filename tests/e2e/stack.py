@@ -62,6 +62,8 @@ CHART_RBAC_KINDS = (
     "ClusterRoleBinding",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionPolicyBinding",
+    "Role",  # the leader-election Lease's, in the operator's namespace
+    "RoleBinding",
 )
 
 
@@ -102,7 +104,7 @@ def install_chart_rbac(
             raise
     account = ""
     for doc in yaml.safe_load_all(rendered):
-        if doc and doc["kind"] in CHART_RBAC_KINDS:
+        if doc and doc["kind"] in CHART_RBAC_KINDS and own_namespace(doc):
             try:
                 utils.create_from_dict(api_client, doc, namespace=OPERATOR_NAMESPACE)
             except utils.FailToCreateError as e:
@@ -120,6 +122,11 @@ def install_chart_rbac(
     out.write_text(yaml.safe_dump(config))
     out.chmod(0o600)
     return out
+
+
+def own_namespace(doc: dict[str, Any]) -> bool:
+    """Cluster-scoped, or in the operator's namespace (not a ``watchNamespaces`` Role)."""
+    return doc["metadata"].get("namespace") in (None, OPERATOR_NAMESPACE)
 
 
 class OperatorProcess:

@@ -296,10 +296,12 @@ def test_namespaced_install_has_no_cluster_wide_jobs(helm: Path) -> None:
         "clusterroles",
     }
     operators = [d for d in docs if not d["metadata"]["name"].startswith(API_SERVER)]
-    roles = [d for d in operators if d["kind"] == "Role"]
+    roles = [d for d in operators if d["kind"] == "Role" and d["metadata"]["name"] == OPERATOR]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     assert ("batch", "jobs", "create") in _granted(roles[0]["rules"])
-    bindings = [d for d in operators if d["kind"] == "RoleBinding"]
+    bindings = [
+        d for d in operators if d["kind"] == "RoleBinding" and d["metadata"]["name"] == OPERATOR
+    ]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     args = operator_container(docs)["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
@@ -326,13 +328,84 @@ def test_deployment_is_restricted_and_wired_to_the_operator_settings(helm: Path)
         "EMBEDDING_OPERATOR_CHUNK_BYTES",
         "EMBEDDING_OPERATOR_LOG_FORMAT",
     }
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # only the Lease holder acts, so the new pod may start beside the old one (as a standby)
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert deployment["spec"]["replicas"] == 1
+    assert "affinity" not in pod
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]
     assert pod["serviceAccountName"] == OPERATOR
+
+
+LEADER_ELECTION = f"{OPERATOR}-leader-election"
+
+
+def test_two_replicas_elect_a_leader_and_spread_under_a_disruption_budget(helm: Path) -> None:
+    docs = render(helm, "replicaCount=2")
+    deployment = by_kind(docs, "Deployment", OPERATOR)
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    env = {e["name"]: e["value"] for e in operator_container(docs)["env"]}
+    assert env["EMBEDDING_OPERATOR_LEASE_NAMESPACE"] == "emb"
+    assert env["EMBEDDING_OPERATOR_LEASE_NAME"] == OPERATOR
+    budget = by_kind(docs, "PodDisruptionBudget", OPERATOR)
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+    [term] = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": selector},
+    }
+    hard = by_kind(render(helm, "replicaCount=2", "podAntiAffinity=hard"), "Deployment", OPERATOR)
+    [required] = hard["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert required["labelSelector"] == {"matchLabels": selector}
+    own = {"nodeAffinity": {"x": 1}}
+    mine = by_kind(
+        render(helm, "replicaCount=2", "affinity.nodeAffinity.x=1"), "Deployment", OPERATOR
+    )
+    assert mine["spec"]["template"]["spec"]["affinity"] == own  # the user's wins
+
+
+def test_leader_election_holds_its_one_lease_and_creates_only_in_its_namespace(
+    helm: Path,
+) -> None:
+    for docs in (render(helm), render(helm, "watchNamespaces={team-a}")):
+        role = _named(docs, "Role", LEADER_ELECTION)
+        assert role["metadata"]["namespace"] == "emb"
+        named, unnamed = role["rules"]
+        assert named == {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [OPERATOR],
+            "verbs": ["get", "update"],
+        }
+        assert "resourceNames" not in unnamed and unnamed["verbs"] == ["create"]
+        binding = _named(docs, "RoleBinding", LEADER_ELECTION)
+        assert binding["metadata"]["namespace"] == "emb"
+        assert binding["roleRef"]["name"] == LEADER_ELECTION
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": OPERATOR, "namespace": "emb"}
+        ]
+        # no other role of the chart touches Leases
+        leases = [
+            d["metadata"]["name"]
+            for d in docs
+            if d["kind"] in ("Role", "ClusterRole")
+            and any("leases" in r["resources"] for r in d["rules"])
+        ]
+        assert leases == [LEADER_ELECTION]
 
 
 @pytest.mark.parametrize(
     ("setting", "field"),
     [
+        ("replicaCount=0", "replicaCount"),
+        ("podAntiAffinity=always", "podAntiAffinity"),
+        ("leaderElection.leaseDurationSeconds=1", "leaseDurationSeconds"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("voyage.concurrency=500", "concurrency"),
         ("storage.chunkBytes=2000000", "chunkBytes"),
