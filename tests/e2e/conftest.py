@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,24 +53,33 @@ def voyage(standin: StandIn) -> Iterator[StandIn]:
     standin.config.latency = 0.0
 
 
+def operator_kubeconfig(cluster: ClusterHandle, standin: StandIn) -> Path:
+    """The CRD and admission policy, the chart's RBAC and guard for the stand-in, and a
+    kubeconfig of the chart's operator ServiceAccount."""
+    from tests.tools.fetch import ensure_tools
+
+    api = cluster.api_client()
+    try:
+        apply_manifests(api)
+        return install_chart_rbac(
+            api,
+            ensure_tools()["helm"],
+            cluster.kubeconfig,
+            cluster.log_dir / "operator.kubeconfig",
+            *GUARD_VALUES,
+            f"voyage.baseURL={standin.base_url}",
+        )
+    finally:
+        api.close()
+
+
 @pytest.fixture(scope="module")
 def operator(
     cluster: ClusterHandle, crd: dict[str, Any], standin: StandIn
 ) -> Iterator[OperatorProcess]:
     from tests.cluster.harness import free_port
-    from tests.tools.fetch import ensure_tools
 
-    api = cluster.api_client()
-    apply_manifests(api)
-    kubeconfig = install_chart_rbac(
-        api,
-        ensure_tools()["helm"],
-        cluster.kubeconfig,
-        cluster.log_dir / "operator.kubeconfig",
-        *GUARD_VALUES,
-        f"voyage.baseURL={standin.base_url}",
-    )
-    api.close()
+    kubeconfig = operator_kubeconfig(cluster, standin)
     proc = OperatorProcess(
         kubeconfig,
         cluster.log_dir / "operator.log",

@@ -20,8 +20,8 @@ from kubernetes.client import ApiException
 from embedding_operator.api import names
 from tests.conftest import ClusterHandle, wait_for
 from tests.e2e import apis
-from tests.e2e.conftest import GUARD_VALUES, OPERATOR_ENV
-from tests.e2e.stack import OPERATOR_NAMESPACE, OperatorProcess, apply_manifests, install_chart_rbac
+from tests.e2e.conftest import OPERATOR_ENV, operator_kubeconfig
+from tests.e2e.stack import OPERATOR_NAMESPACE, OperatorProcess
 from tests.e2e.test_operator import create, get, jobs, manifest, wait_phase
 from tests.voyage_standin import StandIn
 
@@ -59,6 +59,17 @@ def delete_lease(api: Any) -> None:
             raise
 
 
+def start_leader_and_standby(api: Any, a: OperatorProcess, b: OperatorProcess) -> None:
+    a.start()
+    wait_for(lambda: leads(api, "replica-a"), 60, what="replica-a leading")
+    a.wait_ready()
+    b.start()
+    b.wait_ready()  # the standby's own /healthz: live while it waits
+    wait_for(lambda: "standby" in b.log(), 30, what="replica-b standing by")
+    assert leads(api, "replica-a")
+    assert "Starting Kopf" not in b.log() and "created Job" not in b.log()
+
+
 @pytest.fixture
 def replicas(
     request: pytest.FixtureRequest,
@@ -66,20 +77,14 @@ def replicas(
     crd: dict[str, Any],
     standin: StandIn,
     api: Any,
+    api_key_secret: str,
+    voyage: StandIn,
 ) -> Iterator[tuple[OperatorProcess, OperatorProcess]]:
-    """Two replicas as the chart runs them (not started): same Lease, own HOSTNAME and ports."""
+    """Two replicas as the chart runs them (same Lease, own HOSTNAME and ports): replica-a
+    leading, replica-b standing by."""
     from tests.cluster.harness import free_port
-    from tests.tools.fetch import ensure_tools
 
-    apply_manifests(api)
-    kubeconfig = install_chart_rbac(
-        api,
-        ensure_tools()["helm"],
-        cluster.kubeconfig,
-        cluster.log_dir / "operator.kubeconfig",
-        *GUARD_VALUES,
-        f"voyage.baseURL={standin.base_url}",
-    )
+    kubeconfig = operator_kubeconfig(cluster, standin)
     delete_lease(api)  # no holder left by an earlier test
     env = {
         **OPERATOR_ENV,
@@ -100,6 +105,7 @@ def replicas(
         for who in REPLICAS
     )
     try:
+        start_leader_and_standby(api, a, b)
         yield a, b
     finally:
         a.stop()
@@ -111,26 +117,10 @@ def leads(api: Any, who: str) -> bool:
     return holder(api).startswith(f"{who}_")
 
 
-def start_leader_and_standby(api: Any, a: OperatorProcess, b: OperatorProcess) -> None:
-    a.start()
-    wait_for(lambda: leads(api, "replica-a"), 60, what="replica-a leading")
-    a.wait_ready()
-    b.start()
-    b.wait_ready()  # the standby's own /healthz: live while it waits
-    wait_for(lambda: "standby" in b.log(), 30, what="replica-b standing by")
-    assert leads(api, "replica-a")
-    assert "Starting Kopf" not in b.log() and "created Job" not in b.log()
-
-
 def test_a_killed_leader_is_replaced_mid_stream_with_one_job_per_run_request(
-    api: Any,
-    namespace: str,
-    api_key_secret: str,
-    voyage: StandIn,
-    replicas: tuple[OperatorProcess, OperatorProcess],
+    api: Any, namespace: str, replicas: tuple[OperatorProcess, OperatorProcess]
 ) -> None:
     a, b = replicas
-    start_leader_and_standby(api, a, b)
     transitions = lease(api)["leaseTransitions"]
 
     # A stream of run requests, one new resource every 200 ms, before, during and after the
@@ -196,14 +186,9 @@ def test_a_killed_leader_is_replaced_mid_stream_with_one_job_per_run_request(
 
 
 def test_a_leader_stopped_gracefully_hands_over_at_once(
-    api: Any,
-    namespace: str,
-    api_key_secret: str,
-    voyage: StandIn,
-    replicas: tuple[OperatorProcess, OperatorProcess],
+    api: Any, namespace: str, replicas: tuple[OperatorProcess, OperatorProcess]
 ) -> None:
-    a, b = replicas
-    start_leader_and_standby(api, a, b)
+    a, _ = replicas
     assert a.proc is not None
     stopped = time.monotonic()
     os.killpg(a.proc.pid, signal.SIGTERM)  # as a rolling update or a drain
