@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,8 @@ import pytest
 from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
 from embedding_operator.api.types import Result
-from embedding_operator.controller.loop import Backoff, Controller
+from embedding_operator.controller.cache import Cache, Kind
+from embedding_operator.controller.loop import RBAC_TTL_SECONDS, Backoff, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
 from embedding_operator.controller.settings import Settings
@@ -60,10 +62,50 @@ def new_api(run: str | None = "r1", inputs: list[str] | None = None) -> FakeApi:
     return api
 
 
-def controller(api: FakeApi, clock: Clock | None = None) -> Controller:
-    return Controller(
-        api.kube("embedding-operator"), SETTINGS, clock=clock or Clock(), backoff=Backoff()
-    )
+WATCHED: dict[Kind, tuple[str, str]] = {
+    "resource": (G, names.PLURAL),
+    "job": ("batch/v1", "jobs"),
+    "pod": ("v1", "pods"),
+}
+
+
+class Watch:
+    """What kopf's watches do for the operator, over the fake API: every object as an event
+    (a copy, as off the wire), DELETED for what is gone since the last look."""
+
+    def __init__(self, api: FakeApi, cache: Cache) -> None:
+        self.api = api
+        self.cache = cache
+        self.seen: dict[Kind, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k in WATCHED}
+
+    def deliver(self) -> None:
+        for kind, (api_version, plural) in WATCHED.items():
+            now = {
+                (o["metadata"]["namespace"], o["metadata"]["name"]): copy.deepcopy(o)
+                for o in self.api.all(api_version, plural)
+            }
+            for key, gone in self.seen[kind].items():
+                if key not in now:
+                    self.cache.observe(kind, "DELETED", gone)
+            for obj in now.values():
+                self.cache.observe(kind, "MODIFIED", obj)
+            self.seen[kind] = now
+
+
+class WatchedController(Controller):
+    """The controller as it runs: its cache is filled by the watches before each reconcile."""
+
+    def __init__(self, api: FakeApi, clock: Clock) -> None:
+        super().__init__(api.kube("embedding-operator"), SETTINGS, clock=clock, backoff=Backoff())
+        self.watch = Watch(api, self.cache)
+
+    def reconcile(self, namespace: str, name: str) -> float | None:
+        self.watch.deliver()
+        return super().reconcile(namespace, name)
+
+
+def controller(api: FakeApi, clock: Clock | None = None) -> WatchedController:
+    return WatchedController(api, clock or Clock())
 
 
 def resource(api: FakeApi) -> dict[str, Any]:
@@ -231,15 +273,36 @@ def test_a_job_created_before_a_crash_is_adopted() -> None:
     assert status(api)["phase"] == "Running" and len(api.all("batch/v1", "jobs", "ns")) == 1
 
 
-def test_the_workers_rights_are_ensured_on_every_job_creation() -> None:
+def test_the_workers_rights_are_ensured_once_per_namespace_and_again_when_a_pod_is_missing() -> (
+    None
+):
     api = new_api()
-    control = controller(api)
+    clock = Clock()
+    control = controller(api, clock)
     control.reconcile("ns", "demo")
-    api.remove("v1", "serviceaccounts", "ns", SETTINGS.worker_service_account)
+    account = ("v1", "serviceaccounts", "ns", SETTINGS.worker_service_account)
+    api.remove(*account)
     finish(api, Phase.FAILED)
     annotate(api, names.RUN_ANNOTATION, "r2")
+    before = len(api.requests)
     control.reconcile("ns", "demo")
-    assert api.find("v1", "serviceaccounts", "ns", SETTINGS.worker_service_account)
+    assert api.find(*account) is None  # remembered: no request about it
+    assert not [r for r in api.requests[before:] if "rbac" in r.path or "serviceaccounts" in r.path]
+    # the run's Job gets no pod (no ServiceAccount): past the start timeout the run fails...
+    clock.now = NOW + timedelta(seconds=61)
+    control.reconcile("ns", "demo")
+    assert condition(api, ConditionType.SUCCEEDED)["reason"] == Reason.POD_NOT_STARTED
+    # ...and the next run of the namespace checks the rights again
+    annotate(api, names.RUN_ANNOTATION, "r3")
+    control.reconcile("ns", "demo")
+    assert api.find(*account) is not None and status(api)["phase"] == "Running"
+    # so does one after the TTL
+    api.remove(*account)
+    finish(api, Phase.FAILED)
+    annotate(api, names.RUN_ANNOTATION, "r4")
+    clock.now += timedelta(seconds=RBAC_TTL_SECONDS)
+    control.reconcile("ns", "demo")
+    assert api.find(*account) is not None
 
 
 def test_a_job_without_pods_fails_past_the_start_timeout_with_its_events_message() -> None:
@@ -279,7 +342,7 @@ def test_a_write_conflict_makes_the_reconcile_look_again() -> None:
 
 def test_an_api_outage_is_retried_later_not_raised() -> None:
     api = new_api()
-    api.fail("GET", "/deploymentembeddings/demo", 503, times=1_000)
+    api.fail("PATCH", "/deploymentembeddings/demo/status", 503, times=1_000)
     delay = controller(api).reconcile("ns", "demo")
     assert delay is not None and delay > 0
 
@@ -370,6 +433,210 @@ def test_metrics_remember_a_bounded_number_of_runs() -> None:
             }
         )
     assert len(metrics._counted) == 10
+
+
+# -- reconciling from the watches' cache ---------------------------------------------------------
+
+
+def calls(api: FakeApi, since: int = 0) -> list[tuple[str, str]]:
+    """(method, resource plural[/subresource]) of the requests sent since ``since``."""
+    out = []
+    for r in api.requests[since:]:
+        parts = r.path.split("/")
+        tail = parts[-1] if parts[-1] == "status" else ""
+        plural = next(p for p in reversed(parts) if p in PLURALS)
+        out.append((r.method, f"{plural}/{tail}" if tail else plural))
+    return out
+
+
+PLURALS = {
+    names.PLURAL,
+    "jobs",
+    "pods",
+    "events",
+    "serviceaccounts",
+    "rolebindings",
+    "clusterroles",
+}
+
+
+def add_resource(api: FakeApi, name: str, run: str | None = None) -> None:
+    meta: dict[str, Any] = {"name": name, "namespace": "ns"}
+    if run:
+        meta["annotations"] = {names.RUN_ANNOTATION: run}
+    api.put(G, names.PLURAL, {"metadata": meta, "spec": {"inputs": ["a"], "model": "voyage-3.5"}})
+
+
+def worker_writes(api: FakeApi, name: str, **fields: Any) -> None:
+    """A status write of the worker's: through the API, so the resourceVersion moves."""
+    api.kube("embedding-operator-worker").patch(
+        f"/apis/{G}/namespaces/ns/{names.PLURAL}/{name}/status", {"status": fields}
+    )
+
+
+def pod_of(job: str, phase: str = "Running") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": f"{job}-pod",
+            "namespace": "ns",
+            "labels": {"batch.kubernetes.io/job-name": job, names.OWNER_LABEL: "x"},
+            "creationTimestamp": "2026-11-28T12:00:01Z",
+        },
+        "spec": {"containers": [{"name": "worker", "image": "i"}]},
+        "status": {"phase": phase},
+    }
+
+
+def test_a_run_costs_three_requests_and_none_while_it_runs_and_ends() -> None:
+    api = new_api()
+    control = controller(api)
+    control.reconcile("ns", "demo")  # the namespace's first run ensures the worker's rights
+    add_resource(api, "other")
+    control.reconcile("ns", "other")  # a new resource: Pending
+    annotate_other = api.find(G, names.PLURAL, "ns", "other")
+    assert annotate_other is not None
+    annotate_other["metadata"]["annotations"] = {names.RUN_ANNOTATION: "r1"}
+    start = len(api.requests)
+    control.reconcile("ns", "other")
+    assert calls(api, start) == [
+        ("POST", "jobs"),
+        ("PATCH", f"{names.PLURAL}/status"),
+        ("POST", "events"),
+    ]
+    # the rest of the run arrives as events: the Job's, its pod's, the worker's status writes
+    other = api.find(G, names.PLURAL, "ns", "other")
+    assert other is not None
+    job = other["status"]["jobName"]
+    start = len(api.requests)
+    api.put("v1", "pods", pod_of(job))
+    control.reconcile("ns", "other")
+    worker_writes(api, "other", message="embedding")
+    control.reconcile("ns", "other")
+    worker_writes(
+        api, "other", phase="Completed", message="done", completionTime="2026-11-28T12:01:00Z"
+    )
+    control.reconcile("ns", "other")
+    job_obj = api.find("batch/v1", "jobs", "ns", job)
+    assert job_obj is not None
+    job_obj["status"] = {"conditions": [{"type": "Complete", "status": "True"}]}
+    control.reconcile("ns", "other")
+    assert calls(api, start) == [("PATCH", f"{names.PLURAL}/status")] * 2  # the worker's two
+
+
+def test_a_restart_costs_no_request_per_resource() -> None:
+    """kopf's initial listings fill the cache; reconciling every listed resource, and the
+    resync, read nothing more."""
+    api = new_api(run=None)
+    for i in range(10):
+        add_resource(api, f"done-{i}", run="r1")
+        add_resource(api, f"running-{i}", run="r1")
+    first = controller(api)
+    first.reconcile("ns", "demo")
+    for i in range(10):
+        first.reconcile("ns", f"done-{i}")
+        first.reconcile("ns", f"running-{i}")
+        worker_writes(api, f"done-{i}", phase="Completed", completionTime="2026-11-28T12:01:00Z")
+    for job in api.all("batch/v1", "jobs", "ns"):
+        api.put("v1", "pods", pod_of(job["metadata"]["name"]))
+    start = len(api.requests)
+    restarted = controller(api)
+    restarted.watch.deliver()
+    for obj in api.all(G, names.PLURAL, "ns"):
+        restarted.reconcile("ns", obj["metadata"]["name"])
+    assert restarted.with_work()  # the running ones whose worker has not said "Embedding"
+    for key in restarted.with_work():
+        restarted.reconcile(*key)
+    assert calls(api, start) == []
+
+
+def test_a_plan_that_would_end_a_run_is_confirmed_with_the_api_first() -> None:
+    """A cold or lagging cache (the Job's watch not listed yet after a restart) says the Job is
+    gone and the pod never came: that must not fail a healthy run or delete its Job."""
+    api = new_api()
+    clock = Clock()
+    control = controller(api, clock)
+    control.reconcile("ns", "demo")
+    job = status(api)["jobName"]
+    api.put("v1", "pods", pod_of(job))
+    cold = Controller(api.kube("embedding-operator"), SETTINGS, clock=clock)
+    cold.cache.observe("resource", None, copy.deepcopy(resource(api)))  # only the resource
+    clock.now = NOW + timedelta(seconds=61)  # past the start timeout, too
+    start = len(api.requests)
+    assert cold.reconcile("ns", "demo") is None
+    assert calls(api, start) == [("GET", "jobs"), ("GET", "pods")]
+    assert status(api)["phase"] == "Running" and api.find("batch/v1", "jobs", "ns", job)
+    start = len(api.requests)
+    cold.reconcile("ns", "demo")  # what it read is cached now
+    assert calls(api, start) == []
+
+
+def test_a_stale_cache_meets_a_conflict_and_rereads_once() -> None:
+    api = new_api()
+    control = controller(api)
+    control.watch.deliver()
+    # the resource changes behind the cache's back (its watch event not delivered yet)
+    api.kube().patch(
+        f"/apis/{G}/namespaces/ns/{names.PLURAL}/demo", {"metadata": {"labels": {"a": "b"}}}
+    )
+    start = len(api.requests)
+    assert Controller.reconcile(control, "ns", "demo") is None
+    gets = [c for c in calls(api, start) if c == ("GET", names.PLURAL)]
+    assert len(gets) == 1
+    assert ("PATCH", f"{names.PLURAL}/status") in calls(api, start)
+    assert status(api)["phase"] == "Running" and len(api.all("batch/v1", "jobs", "ns")) == 1
+    assert events(api).count(("Normal", "Accepted")) == 1
+
+
+def test_an_older_watch_event_never_overwrites_what_a_write_returned() -> None:
+    api = new_api()
+    control = controller(api)
+    control.watch.deliver()
+    old = copy.deepcopy(resource(api))
+    Controller.reconcile(control, "ns", "demo")  # writes Running; the cache holds the answer
+    control.cache.observe("resource", "MODIFIED", old)  # the watch, lagging, delivers the old
+    cached = control.cache.resource("ns", "demo")
+    assert cached is not None and cached["status"]["phase"] == "Running"
+    start = len(api.requests)
+    assert Controller.reconcile(control, "ns", "demo") is None
+    assert calls(api, start) == []  # nothing planned from the old body
+
+
+def test_the_cache_forgets_deleted_objects_and_a_late_write_does_not_revive_them() -> None:
+    cache = Cache()
+    body = {"metadata": {"namespace": "ns", "name": "a", "uid": "u", "resourceVersion": "5"}}
+    cache.observe("resource", None, body)
+    cache.observe("resource", "DELETED", {**body, "metadata": {**body["metadata"]}})
+    late = {"metadata": {**body["metadata"], "resourceVersion": "4"}}
+    cache.stored("resource", late)
+    assert cache.resource("ns", "a") is None
+    pod = pod_of("j")
+    cache.observe("pod", None, pod)
+    assert [p["metadata"]["name"] for p in cache.pods("ns", "j")] == ["j-pod"]
+    cache.observe("pod", "DELETED", pod)
+    assert cache.pods("ns", "j") == [] and cache.sizes() == (0, 0, 0)
+
+
+def test_the_cache_keeps_no_vectors_and_no_managed_fields() -> None:
+    api, _ = running_api()
+    cache = Cache()
+    body = copy.deepcopy(resource(api))
+    body["status"]["result"] = {
+        "model": "voyage-3.5",
+        "totalTokens": 3,
+        "count": 3,
+        "dimensions": 2,
+        "dtype": "float",
+        "embeddings": [[0.1, 0.2]] * 3,
+    }
+    cache.observe("resource", None, body)
+    cached = cache.resource("ns", "demo")
+    assert cached is not None
+    assert "embeddings" not in cached["status"]["result"]
+    assert cached["status"]["result"]["totalTokens"] == 3
+    assert "managedFields" not in cached["metadata"] and "managedFields" in body["metadata"]
+    assert "embeddings" in body["status"]["result"]  # the watch's object is left as it was
+    cache.observe("pod", None, pod_of("j"))
+    assert "spec" not in cache.pods("ns", "j")[0]
 
 
 # -- the worker ---------------------------------------------------------------------------------

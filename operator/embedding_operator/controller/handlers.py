@@ -1,7 +1,9 @@
-"""kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods queues the
-resource for a reconcile (``queue.WorkQueue``: de-duplicated, one at a time per resource, a
-failed one back after its backoff); a periodic resync catches what no event announces (a pod that
-never starts, work an earlier failure left unhandled).
+"""kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods goes into the
+controller's ``cache`` (kopf lists and watches these kinds anyway, so the cache is filled for free,
+a restart included) and queues the resource for a reconcile (``queue.WorkQueue``: de-duplicated,
+one at a time per resource, a failed one back after its backoff); a periodic resync catches what
+no event announces (a pod that never starts, work an earlier failure left unhandled) with a pass
+over the cache, without a request.
 
 Only raw event handlers are used, so kopf keeps no per-object state: no finalizers and no
 ``last-handled-configuration`` annotation, which a spec near the size limit would overflow
@@ -19,6 +21,7 @@ from typing import Any
 import kopf
 
 from embedding_operator.api import names
+from embedding_operator.controller.cache import Kind
 from embedding_operator.controller.loop import Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.settings import Settings
@@ -38,7 +41,11 @@ RECONCILE_WORKERS = 16
 more than the CPUs; bounded, so a burst cannot open thousands of connections."""
 
 
-def _enqueue(memo: kopf.Memo, namespace: str | None, name: str | None) -> None:
+def _enqueue(
+    memo: kopf.Memo, kind: Kind, event: kopf.RawEvent, namespace: str | None, name: str | None
+) -> None:
+    controller: Controller = memo["controller"]
+    controller.cache.observe(kind, event.get("type"), dict(event["object"]))
     if namespace and name:
         queue: WorkQueue = memo["queue"]
         queue.add((namespace, name))
@@ -56,8 +63,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.label_selectors["", "pods"] = owned
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
-    namespaces = tuple(memo.get("namespaces") or ())
-    memo["controller"] = controller = Controller(kube, config, namespaces=namespaces)
+    memo["controller"] = controller = Controller(kube, config)
     memo["queue"] = queue = WorkQueue(lambda key: controller.reconcile(*key), RECONCILE_WORKERS)
     queue.start()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
@@ -83,7 +89,7 @@ async def _resync(memo: kopf.Memo, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            for key in await asyncio.to_thread(controller.with_work):
+            for key in controller.with_work():
                 if not queue.waiting(key):
                     queue.add(key)
         except Exception:
@@ -92,16 +98,20 @@ async def _resync(memo: kopf.Memo, interval: float) -> None:
 
 @kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
 async def resource_event(
-    memo: kopf.Memo, namespace: str | None, name: str | None, **_: Any
+    memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any
 ) -> None:
-    _enqueue(memo, namespace, name)
+    _enqueue(memo, "resource", event, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
-async def job_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    _enqueue(memo, namespace, labels.get(names.OWNER_LABEL))
+async def job_event(
+    memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> None:
+    _enqueue(memo, "job", event, namespace, labels.get(names.OWNER_LABEL))
 
 
 @kopf.on.event("", "v1", "pods", labels=_OWNED)
-async def pod_event(memo: kopf.Memo, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-    _enqueue(memo, namespace, labels.get(names.OWNER_LABEL))
+async def pod_event(
+    memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> None:
+    _enqueue(memo, "pod", event, namespace, labels.get(names.OWNER_LABEL))

@@ -1,4 +1,7 @@
-"""One reconcile: read what is, ask ``reconcile.plan`` what to do, do it.
+"""One reconcile: look at what is (in the watches' ``cache``), ask ``reconcile.plan`` what to do,
+do it. The API is read only to confirm what a plan would end or delete, to re-read after a
+conflict, and to adopt a Job of the run's name; a run costs three requests (create its Job, write
+its status, post its Event).
 
 All Kubernetes I/O of the controller lives here; the decisions live in ``reconcile``. A
 reconcile never raises: it returns when to look again (an explicit requeue, with capped
@@ -10,10 +13,13 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import datetime
 
 from embedding_operator import logs
 from embedding_operator.api import lifecycle, names
 from embedding_operator.api.lifecycle import Clock
+from embedding_operator.api.status import Phase
+from embedding_operator.controller.cache import JOB_NAME_LABEL, Cache
 from embedding_operator.controller.metrics import RunMetrics
 from embedding_operator.controller.objects import build_worker_rbac
 from embedding_operator.controller.reconcile import (
@@ -46,6 +52,15 @@ _PERMANENT = (400, 422)
 of the chart's operator guard (403: a namespace the operator does not serve, say) or a missing
 worker ClusterRole (404) is retried: an administrator can change either."""
 _ADMISSION_DENIALS = ("ValidatingAdmissionPolicy", "admission webhook")
+RBAC_TTL_SECONDS = 600.0
+"""How long a namespace's worker ServiceAccount and RoleBinding, once ensured, are taken to exist
+without checking (see ``_ensure_worker_rbac``)."""
+
+
+def _destructive(todo: Plan) -> bool:
+    """Whether acting on ``todo`` ends a run or deletes something: never done on the cache's word
+    alone."""
+    return bool(todo.delete_job or todo.delete_results or todo.status.phase == Phase.FAILED)
 
 
 def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
@@ -93,34 +108,24 @@ class Controller:
         settings: Settings,
         clock: Clock = lifecycle.utc_now,
         backoff: Backoff | None = None,
-        namespaces: tuple[str, ...] = (),
+        cache: Cache | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
-        self.namespaces = namespaces
-        """The watched namespaces; empty: all (a namespaced install has no cluster-wide list)."""
         self.clock = clock
         self.backoff = backoff or Backoff()
+        self.cache = cache or Cache()
+        """Filled by the watches (``handlers``); the reconcile plans from it."""
         self.metrics = RunMetrics(clock())
+        self._rbac_ensured: dict[str, datetime] = {}
+        """Namespace -> when its worker ServiceAccount and RoleBinding were last ensured."""
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Converge one resource; the seconds after which to reconcile it again when this attempt
-        failed, else None. A conflict (someone wrote it meanwhile) means: look again at once."""
+        failed, else None."""
         key = (namespace, name)
         try:
-            for _ in range(5):
-                body = self.kube.get(resource_path(namespace, name))
-                if body is None:
-                    break
-                try:
-                    self._apply(body, self._plan(body))
-                except KubeError as e:
-                    if e.status == 409 and e.reason == "Conflict":
-                        continue
-                    raise
-                break
-            else:
-                raise RuntimeError("the resource kept changing under reconcile")
+            self._converge(namespace, name)
         except _CreateFailed:
             return self.backoff.failed(key)
         except Exception as e:
@@ -132,36 +137,76 @@ class Controller:
         self.backoff.succeeded(key)
         return None
 
+    def _converge(self, namespace: str, name: str) -> None:
+        """Plan from the cache and write. Reads go to the API only where the cache may mislead
+        at a cost: a plan that ends a run or deletes something is confirmed first (the Job and
+        its pods, then the resource, read afresh: a cold cache after a restart, or a watch
+        lagging behind, must not fail a healthy run or delete its Job), and a conflict (someone
+        wrote the resource since the cached version) re-reads the resource and plans again."""
+        body = self.cache.resource(namespace, name)
+        fresh = confirmed = False
+        for _ in range(6):
+            if body is None:
+                return
+            todo = self._plan(body, fresh=fresh)
+            if _destructive(todo) and not confirmed:
+                if fresh:
+                    body, confirmed = self._read(namespace, name), True
+                fresh = True
+                continue
+            try:
+                self._apply(body, todo)
+            except KubeError as e:
+                if e.status == 409 and e.reason == "Conflict":
+                    body, fresh, confirmed = self._read(namespace, name), True, True
+                    continue
+                raise
+            return
+        raise RuntimeError("the resource kept changing under reconcile")
+
+    def _read(self, namespace: str, name: str) -> Obj | None:
+        """The resource as the API has it now (and the cache with it)."""
+        body = self.kube.get(resource_path(namespace, name))
+        if body is not None:
+            self.cache.stored("resource", body, force=True)
+        return body
+
     def with_work(self) -> list[tuple[str, str]]:
         """Resources that may need the operator without an event announcing it (``has_work``),
         for the periodic resync: runs in progress, and requests, cancels or spec changes an
-        earlier, failed reconcile left unhandled."""
-        paths = [resource_path(ns) for ns in self.namespaces] or [
-            f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
-        ]
+        earlier, failed reconcile left unhandled. A pass over the cache: no API request."""
         return [
             (o["metadata"]["namespace"], o["metadata"]["name"])
-            for path in paths
-            for o in self.kube.list(path)
+            for o in self.cache.resources()
             if has_work(o)
         ]
 
-    def _plan(self, body: Obj) -> Plan:
+    def _plan(self, body: Obj, *, fresh: bool) -> Plan:
+        """``plan`` on the resource, its Job and pods: from the cache, or ``fresh`` from the API
+        (with the Job's Warning Events when it is overdue without a pod)."""
         status = body.get("status") or {}
         namespace = body["metadata"]["namespace"]
+        job_name = status.get("jobName")
         job = None
         pods: list[Obj] = []
         warnings: list[str] = []
         now = self.clock()
-        if status.get("phase") == "Running" and status.get("jobName"):
-            job = self.kube.get(_path("batch/v1", namespace, "jobs", status["jobName"]))
+        if status.get("phase") == "Running" and job_name and not fresh:
+            job = self.cache.job(namespace, job_name)
+            pods = self.cache.pods(namespace, job_name) if job is not None else []
+        elif status.get("phase") == "Running" and job_name:
+            job = self.kube.get(_path("batch/v1", namespace, "jobs", job_name))
             if job is not None:
+                self.cache.stored("job", job, insert=True)
                 pods = self.kube.list(
-                    core_path(namespace, "pods"),
-                    labelSelector=f"batch.kubernetes.io/job-name={status['jobName']}",
+                    core_path(namespace, "pods"), labelSelector=f"{JOB_NAME_LABEL}={job_name}"
                 )
+                for pod in pods:
+                    self.cache.stored("pod", pod, insert=True)
                 if not pods and overdue(job, now, self.settings):
-                    warnings = self._warnings(namespace, status["jobName"])
+                    warnings = self._warnings(namespace, job_name)
+                    # no pod: maybe the worker's ServiceAccount is gone; check it next time
+                    self._rbac_ensured.pop(namespace, None)
         return plan(body, job, pods, now, self.settings, warnings)
 
     def _warnings(self, namespace: str, job: str) -> list[str]:
@@ -196,6 +241,7 @@ class Controller:
                 resource_path(meta["namespace"], meta["name"], "status"),
                 {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": todo.patch},
             )
+            self.cache.stored("resource", body)
             if "phase" in todo.status.model_fields_set:
                 olog.info("phase %s: %s", todo.status.phase, todo.status.message or "")
         stamp = lifecycle.timestamp(self.clock())
@@ -210,18 +256,23 @@ class Controller:
         return body
 
     def _create_job(self, body: Obj, job: Obj) -> None:
-        """Create the Job, after ensuring its ServiceAccount and rights (every time: someone may
-        have deleted them, and applying unchanged objects is cheap). An existing Job of the same
-        name is adopted only when it is this very run's (owner uid and attempt match)."""
+        """Create the Job, after ensuring its ServiceAccount and rights. An existing Job of the
+        same name is adopted only when it is this very run's (owner uid and attempt match). The
+        Job goes into the cache at once: the status write's watch event may come before the
+        Job's, and a plan that saw the run Running without its Job would call it deleted."""
         namespace = body["metadata"]["namespace"]
         self._ensure_worker_rbac(namespace)
-        if self.kube.create(_path("batch/v1", namespace, "jobs"), job) is not None:
+        created = self.kube.create(_path("batch/v1", namespace, "jobs"), job)
+        if created is not None:
+            self.cache.stored("job", created, insert=True)
             logs.for_object(log, namespace, body["metadata"]["name"]).info(
                 "created Job %s", job["metadata"]["name"]
             )
             return
         name = job["metadata"]["name"]
         found = self.kube.get(_path("batch/v1", namespace, "jobs", name)) or {}
+        if found:
+            self.cache.stored("job", found, insert=True)
         owners = {o.get("uid") for o in found.get("metadata", {}).get("ownerReferences") or []}
         attempt = (found.get("metadata", {}).get("annotations") or {}).get(names.ATTEMPT_ANNOTATION)
         if body["metadata"]["uid"] in owners and attempt == str(
@@ -246,15 +297,26 @@ class Controller:
             retry_in=self.backoff.peek(key),
         )
         logs.for_object(log, *key).warning("Job %s not created: %s", job["metadata"]["name"], error)
+        self._rbac_ensured.pop(key[0], None)  # whatever refused it, check the rights again too
         self._write(body, todo)
         if not permanent:
             raise _CreateFailed(error.message) from error
 
     def _ensure_worker_rbac(self, namespace: str) -> None:
         """The worker's ServiceAccount and RoleBinding of the chart's worker ClusterRole, created
-        when missing (every time: someone may have deleted them; creating an existing object is
-        a cheap 409). Existing objects are never changed: the operator holds no right to, and
-        the rights themselves live in the ClusterRole, which upgrades update."""
+        when missing. Existing objects are never changed: the operator holds no right to, and
+        the rights themselves live in the ClusterRole, which upgrades update.
+
+        Once per namespace, then remembered for ``RBAC_TTL_SECONDS`` (three requests per run
+        otherwise: GET the ClusterRole, two creates). Checked again sooner when a Job of the
+        namespace could not be created or had no pod past the start timeout (a deleted
+        ServiceAccount shows as exactly that). The trade-off: a ServiceAccount deleted within
+        the TTL costs the next run of its namespace (it fails with PodNotStarted and the Job's
+        FailedCreate message); the run after it finds the ServiceAccount back."""
+        now = self.clock()
+        ensured = self._rbac_ensured.get(namespace)
+        if ensured is not None and (now - ensured).total_seconds() < RBAC_TTL_SECONDS:
+            return
         role = self.settings.worker_cluster_role
         cluster_role = self.kube.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}")
         if cluster_role is None:
@@ -267,3 +329,4 @@ class Controller:
         for obj in build_worker_rbac(namespace, self.settings, cluster_role):
             api_version, plural = _RBAC_PATHS[obj["kind"]]
             self.kube.create(_path(api_version, namespace, plural), obj)
+        self._rbac_ensured[namespace] = now
