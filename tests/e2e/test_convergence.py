@@ -138,25 +138,36 @@ def test_a_job_that_gets_no_pod_fails_fast_with_the_jobs_own_reason(
 
 
 @pytest.mark.usefixtures("operator")
-def test_a_deleted_worker_service_account_is_back_for_the_next_run(
+def test_a_deleted_worker_service_account_fails_one_run_clearly_and_is_back_for_the_next(
     api: Any, namespace: str, api_key_secret: str, voyage: StandIn
 ) -> None:
+    """The operator ensures the worker's rights once per namespace, not per run (docs/operator.md,
+    "Reads come from the watches"): the run right after a deletion gets no pod and says why;
+    that failure makes the next run check the rights again."""
     create(api, namespace, manifest("sa", ["a"]))
     done = wait_phase(api, namespace, "sa", "Completed", "Failed")
     assert done["status"]["phase"] == "Completed", done["status"].get("message")
     apis.CoreV1Api(api).delete_namespaced_service_account("embedding-operator-worker", namespace)
-    patch(api, namespace, "sa", {"spec": {"inputs": ["b"]}})
-    wait_for(lambda: get(api, namespace, "sa")["status"]["phase"] == "Pending", 30)
-    annotate(api, namespace, "sa", names.RUN_ANNOTATION, "r2")
-    again = wait_for(
-        lambda: (
-            (o := get(api, namespace, "sa"))["status"].get("lastHandledRunRequest") == "r2"
-            and o["status"]["phase"] in ("Completed", "Failed")
-            and o
-        ),
-        90,
-        what="the second run finished",
-    )
+
+    def run(request: str, inputs: list[str]) -> dict[str, Any]:
+        patch(api, namespace, "sa", {"spec": {"inputs": inputs}})
+        wait_for(lambda: get(api, namespace, "sa")["status"]["phase"] == "Pending", 30)
+        annotate(api, namespace, "sa", names.RUN_ANNOTATION, request)
+        finished: dict[str, Any] = wait_for(
+            lambda: (
+                (o := get(api, namespace, "sa"))["status"].get("lastHandledRunRequest") == request
+                and o["status"]["phase"] in ("Completed", "Failed")
+                and o
+            ),
+            90,
+            what=f"the run {request}",
+        )
+        return finished
+
+    without = run("r2", ["b"])  # the start timeout is 6 s
+    assert reason_of(without) == "PodNotStarted", without["status"].get("message")
+    assert "serviceaccount" in without["status"]["message"], without["status"]["message"]
+    again = run("r3", ["c"])
     assert again["status"]["phase"] == "Completed", again["status"].get("message")
 
 

@@ -31,13 +31,18 @@ def operator_via_proxy(
 ) -> Iterator[OperatorProcess]:
     """An operator with the chart's rights whose every API call crosses the proxy."""
     from tests.cluster.harness import free_port
-    from tests.e2e.conftest import OPERATOR_ENV
+    from tests.e2e.conftest import GUARD_VALUES, OPERATOR_ENV
     from tests.tools.fetch import ensure_tools
 
     api = cluster.api_client()
     apply_manifests(api)
     direct = install_chart_rbac(
-        api, ensure_tools()["helm"], cluster.kubeconfig, cluster.log_dir / "operator.kubeconfig"
+        api,
+        ensure_tools()["helm"],
+        cluster.kubeconfig,
+        cluster.log_dir / "operator.kubeconfig",
+        *GUARD_VALUES,  # the guard admits the e2e image's Jobs only when told it
+        f"voyage.baseURL={standin.base_url}",
     )
     api.close()
     config = yaml.safe_load(direct.read_text())
@@ -68,15 +73,17 @@ def test_a_hung_call_does_not_wedge_the_resource_nor_the_others(
     proxy: FaultProxy,
     operator_via_proxy: OperatorProcess,
 ) -> None:
-    # every read of this one resource is accepted and never answered, twice
-    proxy.fail("GET", f"/namespaces/{namespace}/deploymentembeddings/hung", "hang", times=2)
+    # the operator's status writes of this one resource are accepted and never answered, twice
+    # (its reads come from the watches: writes are its calls that can hang)
+    hung = f"/namespaces/{namespace}/deploymentembeddings/hung/status"
+    proxy.fail("PATCH", hung, "hang", times=2)
     create(api, namespace, manifest("hung", ["a"]))
     create(api, namespace, manifest("other", ["b"]))
     other = wait_phase(api, namespace, "other", "Completed", "Failed", timeout=90)
     assert other["status"]["phase"] == "Completed", other["status"].get("message")
     done = wait_phase(api, namespace, "hung", "Completed", "Failed", timeout=150)
     assert done["status"]["phase"] == "Completed", done["status"].get("message")
-    assert proxy.count("GET", "/deploymentembeddings/hung", "hang") == 2
+    assert proxy.count("PATCH", hung, "hang") == 2
     proxy.heal()
     # the Job and pod watches ask the apiserver for the operator's own objects only
     owned = "labelSelector=app.kubernetes.io/managed-by%3Dembedding-operator"

@@ -593,12 +593,36 @@ def test_an_older_watch_event_never_overwrites_what_a_write_returned() -> None:
     control.watch.deliver()
     old = copy.deepcopy(resource(api))
     Controller.reconcile(control, "ns", "demo")  # writes Running; the cache holds the answer
-    control.cache.observe("resource", "MODIFIED", old)  # the watch, lagging, delivers the old
+    # the watch, lagging, delivers the old version: nothing new, nothing stored
+    assert not control.cache.observe("resource", "MODIFIED", old)
     cached = control.cache.resource("ns", "demo")
     assert cached is not None and cached["status"]["phase"] == "Running"
     start = len(api.requests)
     assert Controller.reconcile(control, "ns", "demo") is None
     assert calls(api, start) == []  # nothing planned from the old body
+
+
+def test_the_echo_of_the_operators_own_write_queues_no_reconcile() -> None:
+    """So a failed reconcile's status write cannot bring it back before its backoff, and a run
+    costs one reconcile per change that is not the operator's own."""
+    import kopf
+
+    from embedding_operator.controller import handlers
+
+    api = new_api()
+    control = controller(api)
+    queue = WorkQueue(lambda key: None, workers=1)
+    memo = kopf.Memo(controller=control, queue=queue)
+    control.watch.deliver()
+    Controller.reconcile(control, "ns", "demo")  # writes Running, stores the answer
+    echo = {"type": "MODIFIED", "object": copy.deepcopy(resource(api))}
+    handlers._enqueue(memo, "resource", echo, "ns", "demo")  # type: ignore[arg-type]
+    assert len(queue) == 0
+    annotate(api, names.CANCEL_ANNOTATION, "c1")
+    api.kube().patch(f"/apis/{G}/namespaces/ns/{names.PLURAL}/demo", {"metadata": {}})
+    news = {"type": "MODIFIED", "object": copy.deepcopy(resource(api))}
+    handlers._enqueue(memo, "resource", news, "ns", "demo")  # type: ignore[arg-type]
+    assert len(queue) == 1
 
 
 def test_the_cache_forgets_deleted_objects_and_a_late_write_does_not_revive_them() -> None:

@@ -49,6 +49,15 @@ def _newer(new: Obj, old: Obj | None) -> bool:
     return new_version is None or old_version is None or new_version >= old_version
 
 
+def _same(new: Obj, old: Obj | None) -> bool:
+    """The very version already held (the echo of the operator's own write, say)."""
+    return (
+        old is not None
+        and new["metadata"].get("uid") == old["metadata"].get("uid")
+        and new["metadata"].get("resourceVersion") == old["metadata"].get("resourceVersion")
+    )
+
+
 def _bulky(value: Any) -> bool:
     """A result field that carries vectors (a list of rows, an encoded blob), not a summary."""
     return isinstance(value, list) or (isinstance(value, str) and len(value) > 256)
@@ -79,12 +88,14 @@ class Cache:
         self._pods: dict[Key, dict[str, Obj]] = {}
         """(namespace, Job name) -> pod name -> pod."""
 
-    def observe(self, kind: Kind, event_type: str | None, obj: Obj) -> None:
-        """Fold in one watch event (``event_type`` None: kopf's initial listing)."""
+    def observe(self, kind: Kind, event_type: str | None, obj: Obj) -> bool:
+        """Fold in one watch event (``event_type`` None: kopf's initial listing); whether it
+        told anything new. An event of a version already held (the echo of the operator's own
+        write, whose answer is stored) or older tells nothing: no reconcile is needed for it, so
+        a write never triggers the reconcile that would skip a failed run's backoff."""
         if event_type == "DELETED":
-            self._delete(kind, obj)
-        else:
-            self._store(kind, slim(kind, obj), insert=True)
+            return self._delete(kind, obj)
+        return self._store(kind, slim(kind, obj), insert=True)
 
     def stored(self, kind: Kind, obj: Obj, *, insert: bool = False, force: bool = False) -> None:
         """Store what a write (or a read) of the controller returned. A resource is only replaced,
@@ -116,35 +127,37 @@ class Cache:
                 sum(len(p) for p in self._pods.values()),
             )
 
-    def _store(self, kind: Kind, obj: Obj, *, insert: bool, force: bool = False) -> None:
-        key = _key(obj)
+    def _store(self, kind: Kind, obj: Obj, *, insert: bool, force: bool = False) -> bool:
+        """Whether ``obj`` was stored and differs from what was held."""
+        namespace, name = _key(obj)
         with self._lock:
+            table: dict[Any, Obj]
+            slot: Any  # a pod name, or a (namespace, name)
             if kind == "pod":
                 job = (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL)
                 if not job:
-                    return
-                group = self._pods.setdefault((key[0], job), {})
-                if force or _newer(obj, group.get(key[1])):
-                    group[key[1]] = obj
-                return
-            table = self._resources if kind == "resource" else self._jobs
-            old = table.get(key)
-            if old is None and not insert:
-                return
-            if force or _newer(obj, old):
-                table[key] = obj
+                    return False
+                table, slot = self._pods.setdefault((namespace, job), {}), name
+            else:
+                table = self._resources if kind == "resource" else self._jobs
+                slot = (namespace, name)
+            old = table.get(slot)
+            if (old is None and not insert) or not (force or _newer(obj, old)):
+                return False
+            table[slot] = obj
+            return not _same(obj, old)
 
-    def _delete(self, kind: Kind, obj: Obj) -> None:
+    def _delete(self, kind: Kind, obj: Obj) -> bool:
         key = _key(obj)
         with self._lock:
             if kind == "resource":
-                self._resources.pop(key, None)
-            elif kind == "job":
-                self._jobs.pop(key, None)
-            else:
-                job = (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL, "")
-                group = self._pods.get((key[0], job))
-                if group is not None:
-                    group.pop(key[1], None)
-                    if not group:
-                        del self._pods[key[0], job]
+                return self._resources.pop(key, None) is not None
+            if kind == "job":
+                return self._jobs.pop(key, None) is not None
+            job = (obj["metadata"].get("labels") or {}).get(JOB_NAME_LABEL, "")
+            group = self._pods.get((key[0], job))
+            if group is None or group.pop(key[1], None) is None:
+                return False
+            if not group:
+                del self._pods[key[0], job]
+            return True

@@ -45,8 +45,8 @@ def _enqueue(
     memo: kopf.Memo, kind: Kind, event: kopf.RawEvent, namespace: str | None, name: str | None
 ) -> None:
     controller: Controller = memo["controller"]
-    controller.cache.observe(kind, event.get("type"), dict(event["object"]))
-    if namespace and name:
+    news = controller.cache.observe(kind, event.get("type"), dict(event["object"]))
+    if news and namespace and name:
         queue: WorkQueue = memo["queue"]
         queue.add((namespace, name))
 
