@@ -13,7 +13,7 @@ import pytest
 from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
 from embedding_operator.api.types import Result
-from embedding_operator.controller.cache import Cache, Kind
+from embedding_operator.controller.cache import VECTOR_FIELDS, Cache, Kind
 from embedding_operator.controller.loop import RBAC_TTL_SECONDS, Backoff, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
@@ -640,27 +640,27 @@ def test_the_cache_forgets_deleted_objects_and_a_late_write_does_not_revive_them
     assert cache.pods("ns", "j") == [] and cache.sizes() == (0, 0, 0)
 
 
-def test_the_cache_keeps_no_vectors_and_no_managed_fields() -> None:
-    api, _ = running_api()
-    cache = Cache()
-    body = copy.deepcopy(resource(api))
-    body["status"]["result"] = {
-        "model": "voyage-3.5",
-        "totalTokens": 3,
-        "count": 3,
-        "dimensions": 2,
-        "dtype": "float",
-        "embeddings": [[0.1, 0.2]] * 3,
-    }
-    cache.observe("resource", None, body)
-    cached = cache.resource("ns", "demo")
+def test_the_cache_keeps_no_vectors_and_no_managed_fields(
+    standin: StandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
+    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+    api, job = running_api(["alpha", "beta"])
+    assert run_worker("ns", "demo", job, kube=api.kube("embedding-operator-worker")) == 0
+    control = controller(api)
+    control.watch.deliver()
+    body = resource(api)
+    assert set(VECTOR_FIELDS) & set(body["status"]["result"])  # what the worker wrote has them
+    cached = control.cache.resource("ns", "demo")
     assert cached is not None
-    assert "embeddings" not in cached["status"]["result"]
-    assert cached["status"]["result"]["totalTokens"] == 3
+    assert not set(VECTOR_FIELDS) & set(cached["status"]["result"])
+    assert cached["status"]["result"]["totalTokens"] == body["status"]["result"]["totalTokens"]
     assert "managedFields" not in cached["metadata"] and "managedFields" in body["metadata"]
-    assert "embeddings" in body["status"]["result"]  # the watch's object is left as it was
-    cache.observe("pod", None, pod_of("j"))
-    assert "spec" not in cache.pods("ns", "j")[0]
+    start = len(api.requests)
+    assert Controller.reconcile(control, "ns", "demo") is None  # the slim body still parses
+    assert calls(api, start) == []
+    control.cache.observe("pod", None, pod_of("j"))
+    assert "spec" not in control.cache.pods("ns", "j")[0]
 
 
 # -- the worker ---------------------------------------------------------------------------------

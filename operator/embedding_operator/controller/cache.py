@@ -58,9 +58,9 @@ def _same(new: Obj, old: Obj | None) -> bool:
     )
 
 
-def _bulky(value: Any) -> bool:
-    """A result field that carries vectors (a list of rows, an encoded blob), not a summary."""
-    return isinstance(value, list) or (isinstance(value, str) and len(value) > 256)
+VECTOR_FIELDS = ("inline", "embeddings")
+"""The fields of ``status.result`` that hold the vectors (base64, or 0.1's JSON numbers): both
+optional, so the slim result still parses as a ``Result``."""
 
 
 def slim(kind: Kind, obj: Obj) -> Obj:
@@ -71,7 +71,7 @@ def slim(kind: Kind, obj: Obj) -> Obj:
     out = {**obj, "metadata": meta}
     status = obj.get("status") or {}
     if isinstance(status.get("result"), dict):
-        result = {k: v for k, v in status["result"].items() if not _bulky(v)}
+        result = {k: v for k, v in status["result"].items() if k not in VECTOR_FIELDS}
         out["status"] = {**status, "result": result}
     return out
 
