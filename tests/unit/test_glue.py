@@ -435,6 +435,14 @@ def test_metrics_remember_a_bounded_number_of_runs() -> None:
     assert len(metrics._counted) == 10
 
 
+@pytest.fixture
+def worker_env(standin: StandIn, monkeypatch: pytest.MonkeyPatch) -> StandIn:
+    """A worker's environment: the key and the stand-in's URL."""
+    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
+    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+    return standin
+
+
 # -- reconciling from the watches' cache ---------------------------------------------------------
 
 
@@ -640,11 +648,7 @@ def test_the_cache_forgets_deleted_objects_and_a_late_write_does_not_revive_them
     assert cache.pods("ns", "j") == [] and cache.sizes() == (0, 0, 0)
 
 
-def test_the_cache_keeps_no_vectors_and_no_managed_fields(
-    standin: StandIn, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
-    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+def test_the_cache_keeps_no_vectors_and_no_managed_fields(worker_env: StandIn) -> None:
     api, job = running_api(["alpha", "beta"])
     assert run_worker("ns", "demo", job, kube=api.kube("embedding-operator-worker")) == 0
     control = controller(api)
@@ -698,10 +702,9 @@ def test_a_write_without_patience_gives_up_on_an_outage() -> None:
 
 
 def test_run_worker_completes_and_does_not_pay_twice_across_an_outage(
-    standin: StandIn, monkeypatch: pytest.MonkeyPatch
+    worker_env: StandIn,
 ) -> None:
-    monkeypatch.setenv("VOYAGE_API_KEY", API_KEY)
-    monkeypatch.setenv("VOYAGE_BASE_URL", standin.base_url)
+    standin = worker_env
     api, job = running_api(["alpha", "beta"])
     kube = api.kube("embedding-operator-worker", policy=RetryPolicy(timeout=1, budget=0))
     # the "embedding" write goes through; the final one meets an outage
