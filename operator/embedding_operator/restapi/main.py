@@ -19,6 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from embedding_operator import memory
 from embedding_operator.kube import Kube, KubeError, core_path
 from embedding_operator.restapi.auth import (
     CONFIGMAP_NAME,
@@ -155,6 +156,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    memory.start_trimming()  # lists of every resource come and go with each request
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(args))

@@ -1,0 +1,196 @@
+"""The operator's resident memory with 1,000 finished resources, through bursts of watch events,
+by how results are kept in the status and whether freed memory is given back.
+
+    .venv/bin/python -m benchmarks.operator_memory                  # ~15 minutes on 2 busy cores
+    .venv/bin/python -m benchmarks.operator_memory --resources 200  # quicker
+
+Starts its own control plane (tests/cluster, no node), creates ``--resources`` DeploymentEmbeddings
+in each of two namespaces and writes each a ``Completed`` status whose result holds ``--vectors``
+vectors of 1,024 floats: as JSON numbers in ``result.embeddings`` (what version 0.1 wrote) in one
+namespace, as base64 in ``result.inline`` (now) in the other. Then, one after the other, runs
+``embedding-operator run`` on one namespace and records its VmRSS once it is idle after startup,
+after each of ``--bursts`` bursts (a label patched on every resource: one watch event and one
+reconcile each), and after ``--idle`` more seconds (resyncs included); VmHWM is the peak. Variants:
+
+(0.1)   JSON numbers, freed memory kept (the operator before this work: the baseline);
+(b64)   base64, freed memory kept (``memory.start_trimming`` disabled);
+(now)   base64, ``malloc_trim`` every 30 s, as shipped.
+
+Prints the figures and each variant's ratios to the baseline. Not a test: nothing fails on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from embedding_operator.api import names
+from embedding_operator.kube import Kube, resource_path
+from embedding_operator.storage import InlineSink, ResultLayout, to_lists
+from tests.api_cases import CRD_PATH
+from tests.cluster.harness import Cluster, ensure_binaries, free_port
+from tests.e2e.stack import apply_manifests, wait_established
+from tests.voyage_standin import expected_matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".cache" / "bench-operator-memory"
+MODEL = "voyage-3.5"
+DIMENSIONS = 1024
+RUN = (
+    "import sys\n"
+    "from embedding_operator import memory\n"
+    "if sys.argv[1] == 'keep':\n"
+    "    memory.start_trimming = lambda *a, **k: None\n"
+    "from embedding_operator.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+VARIANTS = {"0.1": ("json", "keep"), "b64": ("base64", "keep"), "now": ("base64", "trim")}
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            figures[key] = int(value.split()[0]) / 1024
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, quiet: float = 3.0, timeout: float = 900.0) -> None:
+    """Until the process has used (almost) no CPU for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = cpu_seconds(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(pid)
+        if now - last > 0.03:
+            since = time.monotonic()
+        last = now
+        if time.monotonic() - since >= quiet:
+            return
+
+
+def status_result(index: int, count: int, encoding: str) -> dict[str, Any]:
+    vectors = expected_matrix(inputs(index, count), MODEL, DIMENSIONS)
+    sink = InlineSink(ResultLayout(MODEL, count, DIMENSIONS))
+    sink.write(0, vectors)
+    result = sink.finish(total_tokens=10 * count).to_dict()
+    if encoding == "json":
+        del result["inline"]
+        result["embeddings"] = to_lists(vectors)
+    return result
+
+
+def inputs(index: int, count: int) -> list[str]:
+    return [f"document {index} part {j}" for j in range(count)]
+
+
+def populate(kube: Kube, namespace: str, resources: int, vectors: int, encoding: str) -> None:
+    kube.create("/api/v1/namespaces", {"metadata": {"name": namespace}})
+
+    def one(i: int) -> None:
+        name = f"job-{i:05d}"
+        kube.create(
+            resource_path(namespace),
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": names.KIND,
+                "metadata": {"name": name},
+                "spec": {"inputs": inputs(i, vectors), "model": MODEL},
+            },
+        )
+        status = {
+            "phase": "Completed",
+            "observedGeneration": 1,
+            "inputCount": vectors,
+            "result": status_result(i, vectors, encoding),
+        }
+        kube.patch(resource_path(namespace, name, "status"), {"status": status})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(resources)))
+
+
+def burst(kube: Kube, namespace: str, resources: int, stamp: str) -> None:
+    def one(i: int) -> None:
+        body = {"metadata": {"labels": {"bench-touch": stamp}}}
+        kube.patch(resource_path(namespace, f"job-{i:05d}"), body)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(resources)))
+
+
+def run_variant(
+    cluster: Cluster, kube: Kube, variant: str, args: argparse.Namespace
+) -> list[tuple[str, float]]:
+    encoding, trimming = VARIANTS[variant]
+    namespace = f"results-{encoding}"
+    command = [sys.executable, "-c", RUN, trimming, "run", f"--namespace={namespace}"]
+    command += [f"--liveness-port={free_port()}", "--metrics-port=0"]
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    env["EMBEDDING_OPERATOR_IMAGE"] = "embedding-operator:bench"
+    with (STATE / f"operator-{variant}.log").open("wb") as log:
+        proc = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    figures: list[tuple[str, float]] = []
+    try:
+        time.sleep(2)
+        wait_idle(proc.pid)
+        figures.append(("RSS after startup", memory_mib(proc.pid)["VmRSS"]))
+        for b in range(args.bursts):
+            burst(kube, namespace, args.resources, f"{variant.replace('.', '-')}-{b}")
+            wait_idle(proc.pid)
+            figures.append((f"RSS after burst {b + 1}", memory_mib(proc.pid)["VmRSS"]))
+        time.sleep(args.idle)
+        after = memory_mib(proc.pid)
+        figures.append((f"RSS {args.idle:.0f} s later", after["VmRSS"]))
+        figures.append(("peak RSS (VmHWM)", after["VmHWM"]))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--resources", type=int, default=1000)
+    parser.add_argument("--vectors", type=int, default=4, help="vectors per result")
+    parser.add_argument("--bursts", type=int, default=2)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds after the bursts")
+    args = parser.parse_args()
+    ensure_binaries()
+    STATE.mkdir(parents=True, exist_ok=True)
+    results: dict[str, list[tuple[str, float]]] = {}
+    with Cluster(state_dir=STATE / "cluster", with_kubelet=False) as cluster:
+        api = cluster.api_client()
+        apply_manifests(api, (CRD_PATH,))
+        wait_established(api)
+        api.close()
+        kube = Kube.from_environment("bench", kubeconfig=str(cluster.kubeconfig))
+        for encoding in ("json", "base64"):
+            populate(kube, f"results-{encoding}", args.resources, args.vectors, encoding)
+        for variant in VARIANTS:
+            results[variant] = run_variant(cluster, kube, variant, args)
+            print(variant, results[variant], flush=True)
+    print(f"\n{args.resources} resources, {args.vectors} x {DIMENSIONS} floats each; MiB")
+    print(f"{'figure':<22}" + "".join(f"{v:>9}" for v in VARIANTS) + "  b64/0.1  now/0.1")
+    for i, (figure, base) in enumerate(results["0.1"]):
+        row = [results[v][i][1] for v in VARIANTS]
+        ratios = f"{row[1] / base:>9.2f}{row[2] / base:>9.2f}"
+        print(f"{figure:<22}" + "".join(f"{x:>9.1f}" for x in row) + ratios)
+
+
+if __name__ == "__main__":
+    main()
