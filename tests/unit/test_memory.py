@@ -50,7 +50,7 @@ def test_the_trimming_thread_trims_again_and_again(monkeypatch: pytest.MonkeyPat
     calls = threading.Semaphore(0)
     monkeypatch.setattr(memory, "trim", calls.release)
     stop = threading.Event()
-    thread = memory.start_trimming(interval=0.001, stop=stop)
+    thread = memory.give_back(interval=0.001, stop=stop)
     assert thread is not None and thread.daemon
     assert all(calls.acquire(timeout=60) for _ in range(3))
     stop.set()

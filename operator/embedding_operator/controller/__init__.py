@@ -15,7 +15,7 @@ def run(namespaces: list[str], liveness_port: int, metrics_port: int) -> None:
     from embedding_operator.controller.leader import Election, leadership
 
     election = Election.from_env()  # a bad setting stops the process before anything starts
-    memory.start_trimming()  # a burst's memory goes back to the system afterwards
+    memory.give_back()  # a burst's memory goes back to the system afterwards
     if metrics_port:
         start_http_server(metrics_port)
     # kopf starts (watches, reconciles) only once this replica leads; a standby waits here.

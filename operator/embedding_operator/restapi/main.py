@@ -156,7 +156,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    memory.start_trimming()  # lists of every resource come and go with each request
+    memory.give_back()  # lists of every resource come and go with each request
     try:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve(args))
