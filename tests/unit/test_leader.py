@@ -4,6 +4,7 @@ processes on the real apiserver is tests/e2e/test_leader_election.py."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import urllib.error
@@ -315,7 +316,7 @@ def test_a_standby_is_live_and_leads_when_the_lease_is_released(
             try:
                 status, body = get_health(port)
             except OSError:
-                continue
+                time.sleep(0.01)
         assert b"standby" in body
         assert not entered.is_set()  # the body (kopf) has not started
         held.release()
@@ -336,6 +337,15 @@ def test_a_leader_that_loses_the_lease_calls_on_lost(api: FakeApi) -> None:
         )
         assert lost.wait(10)
     assert lease(api)["holderIdentity"] == "intruder"  # not released: it is not its own
+
+
+def test_lease_requests_stay_out_of_the_log(api: FakeApi, caplog: pytest.LogCaptureFixture) -> None:
+    config = election("me", lease_duration=2, renew_deadline=0.5, retry_period=0.05)
+    with caplog.at_level(logging.INFO), leadership(config, 0, kube=api.kube(policy=NO_RETRY)):
+        api.kube().get("/api/v1/namespaces/x/configmaps/y")
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert requests and not any("/leases/" in m for m in requests), requests
+    assert any("leading" in r.getMessage() for r in caplog.records)
 
 
 def test_without_a_lease_namespace_the_body_runs_at_once() -> None:

@@ -348,6 +348,12 @@ def _exit_now() -> None:
     os._exit(1)
 
 
+def _quiet_lease_requests(record: logging.LogRecord) -> bool:
+    """httpx logs every request at INFO: the Lease's would be 30 lines a minute per replica,
+    saying nothing (a failed attempt is logged here, with its error)."""
+    return "/leases/" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def leadership(
     election: Election | None,
@@ -368,6 +374,7 @@ def leadership(
     kube = kube or Kube.from_environment(
         "embedding-operator", RetryPolicy(timeout=election.retry_period, budget=0.0)
     )
+    logging.getLogger("httpx").addFilter(_quiet_lease_requests)
     elector = LeaderElector(kube, election)
     with _standby_health(elector, liveness_port):
         elector.acquire()
