@@ -17,9 +17,11 @@ import kopf
 from embedding_operator.api import names
 from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
-from embedding_operator.kube import Kube, group_path, resource_path
+from embedding_operator.kube import Kube, RetryPolicy, group_path, resource_path
 
-kube = Kube.from_environment("naive-operator")
+# kopf never retries an event handler: each call keeps retrying on its own while the API server
+# is overloaded (a burst on a busy machine), or the run would be lost
+kube = Kube.from_environment("naive-operator", RetryPolicy(timeout=30.0, budget=600.0))
 settings = Settings.from_env()
 handled: set[tuple[str, str]] = set()  # (uid, run request): kopf reports every later event too
 

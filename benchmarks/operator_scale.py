@@ -366,7 +366,12 @@ class Bench:
             t0 = time.monotonic()
             with ThreadPoolExecutor(16) as pool:
                 list(pool.map(lambda n: self.annotate(namespace, n, "burst"), resources))
-            watch.wait(lambda seen: all(n in seen for n in resources), timeout)
+            try:
+                watch.wait(lambda seen: all(n in seen for n in resources), timeout)
+            except TimeoutError:
+                made = sum(n in watch.seen for n in resources)
+                print(f"  timed out: {made} of {len(resources)} Jobs after {timeout}s", flush=True)
+                return float("nan")
             return max(watch.seen[n] for n in resources) - t0
         finally:
             watch.close()
@@ -418,7 +423,7 @@ class Bench:
             self.record(
                 which,
                 f"{burst} at once, no pods: s until all Jobs exist",
-                self.burst(ns_burst, resources, 1800),
+                self.burst(ns_burst, resources, 900),
             )
             self.audit.wait_quiet(proc.started)
             total = burst + sequential
@@ -457,7 +462,7 @@ class Bench:
             self.record(
                 which,
                 f"{count} at once, with pods: s until all Jobs exist",
-                self.burst(ns, resources, 1800),
+                self.burst(ns, resources, 900),
             )
             done = self.finished(ns, count, 1800)
             self.record(which, f"{count} with pods: s until all runs finished", time.time() - start)
