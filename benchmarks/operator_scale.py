@@ -52,7 +52,7 @@ from embedding_operator.api import names
 from embedding_operator.controller.objects import build_worker_rbac
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import Connection, Kube, core_path, group_path, resource_path
-from tests.cluster.harness import Cluster, ensure_binaries
+from tests.cluster.harness import Cluster, ensure_binaries, free_port
 from tests.e2e.stack import (
     OPERATOR_NAMESPACE,
     apply_manifests,
@@ -157,7 +157,8 @@ class OperatorProc:
     def __init__(self, which: str, namespaces: list[str], env: dict[str, str], log: Path) -> None:
         scope = [arg for ns in namespaces for arg in ("--namespace", ns)]
         if which == "operator":
-            argv = [str(BIN / "embedding-operator"), "run", *scope]
+            ports = [f"--metrics-port={free_port()}", f"--liveness-port={free_port()}"]
+            argv = [str(BIN / "embedding-operator"), "run", *ports, *scope]
         else:
             argv = [sys.executable, "-m", "kopf", "run", "--standalone", *scope]
             argv += ["-m", "benchmarks.naive_operator"]
