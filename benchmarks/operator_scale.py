@@ -51,7 +51,14 @@ import httpx
 from embedding_operator.api import names
 from embedding_operator.controller.objects import build_worker_rbac
 from embedding_operator.controller.settings import Settings
-from embedding_operator.kube import Connection, Kube, core_path, group_path, resource_path
+from embedding_operator.kube import (
+    Connection,
+    Kube,
+    RetryPolicy,
+    core_path,
+    group_path,
+    resource_path,
+)
 from tests.cluster.harness import Cluster, ensure_binaries, free_port
 from tests.e2e.stack import (
     OPERATOR_NAMESPACE,
@@ -537,7 +544,9 @@ def run(args: argparse.Namespace, cluster: Cluster, audit: Audit) -> Bench:
     )
     api.close()
     env = {**OPERATOR_ENV, "VOYAGE_BASE_URL": standin.base_url, "KUBECONFIG": str(kubeconfig)}
-    kube = Kube.from_environment("benchmark", kubeconfig=str(cluster.kubeconfig))
+    # patient: on a busy machine a burst can keep kube-apiserver from answering for many seconds
+    patient = RetryPolicy(timeout=60.0, budget=600.0)
+    kube = Kube.from_environment("benchmark", patient, kubeconfig=str(cluster.kubeconfig))
     allow_namespace_list(kube)
     bench = Bench(cluster, kube, audit, env, Settings.from_env(env))
     for which in OPERATORS:
