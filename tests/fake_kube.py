@@ -239,8 +239,8 @@ def _field(obj: Obj, dotted: str) -> Any:
 def _selected(obj: Obj, params: dict[str, str]) -> bool:
     labels = obj["metadata"].get("labels") or {}
     for term in filter(None, params.get("labelSelector", "").split(",")):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
+        key, equals, value = term.partition("=")
+        if (labels.get(key) != value) if equals else (key not in labels):  # key=value, or key
             return False
     for term in filter(None, params.get("fieldSelector", "").split(",")):
         key, _, value = term.partition("=")

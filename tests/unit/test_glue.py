@@ -14,7 +14,7 @@ from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
 from embedding_operator.api.types import Result
 from embedding_operator.controller.cache import VECTOR_FIELDS, Cache, Kind
-from embedding_operator.controller.loop import RBAC_TTL_SECONDS, Backoff, Controller
+from embedding_operator.controller.loop import OWNED, RBAC_TTL_SECONDS, Backoff, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
 from embedding_operator.controller.settings import Settings
@@ -555,6 +555,30 @@ def test_a_restart_costs_no_request_per_resource() -> None:
     for key in restarted.with_work():
         restarted.reconcile(*key)
     assert calls(api, start) == []
+
+
+def test_a_restart_lists_jobs_and_pods_once_before_the_resources_arrive() -> None:
+    """kopf's watches list concurrently: resources may come before their Jobs. ``prime`` lists
+    the owned Jobs and pods first, so no Running resource is confirmed read by read."""
+    api = new_api(run=None)
+    first = controller(api)
+    first.reconcile("ns", "demo")
+    for i in range(10):
+        add_resource(api, f"running-{i}", run="r1")
+        first.reconcile("ns", f"running-{i}")
+    api.put("v1", "pods", pod_of("unrelated"))  # not the operator's: the LIST must not see it
+    api.find("v1", "pods", "ns", "unrelated-pod")["metadata"]["labels"].pop(names.OWNER_LABEL)  # type: ignore[index]
+    start = len(api.requests)
+    restarted = Controller(api.kube("embedding-operator"), SETTINGS, clock=Clock())
+    restarted.prime()
+    for obj in api.all(G, names.PLURAL, "ns"):  # the resource watch, before the Job watch
+        restarted.cache.observe("resource", None, copy.deepcopy(obj))
+    for obj in api.all(G, names.PLURAL, "ns"):
+        assert restarted.reconcile("ns", obj["metadata"]["name"]) is None
+    assert calls(api, start) == [("GET", "jobs"), ("GET", "pods")]
+    assert api.requests[start].params["labelSelector"] == OWNED
+    assert restarted.cache.sizes() == (11, 10, 0)
+    assert all(o["status"]["phase"] == "Running" for o in api.all(G, names.PLURAL, "ns")[1:])
 
 
 def test_a_plan_that_would_end_a_run_is_confirmed_with_the_api_first() -> None:

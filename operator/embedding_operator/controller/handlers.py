@@ -22,7 +22,7 @@ import kopf
 
 from embedding_operator.api import names
 from embedding_operator.controller.cache import Kind
-from embedding_operator.controller.loop import Controller
+from embedding_operator.controller.loop import OWNED, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import Kube, RetryPolicy
@@ -58,12 +58,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     # Only the Jobs and pods the operator owns cross the wire: the apiserver filters (the
     # handlers' ``labels=`` alone would filter after every Job and pod of the cluster arrived).
-    owned = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE},{names.OWNER_LABEL}"
-    settings.watching.label_selectors["batch", "jobs"] = owned
-    settings.watching.label_selectors["", "pods"] = owned
+    settings.watching.label_selectors["batch", "jobs"] = OWNED
+    settings.watching.label_selectors["", "pods"] = OWNED
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
     memo["controller"] = controller = Controller(kube, config)
+    # before kopf's watches start (startup handlers run first): see ``Controller.prime``
+    await asyncio.to_thread(controller.prime, tuple(memo.get("namespaces") or ()))
     memo["queue"] = queue = WorkQueue(lambda key: controller.reconcile(*key), RECONCILE_WORKERS)
     queue.start()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
