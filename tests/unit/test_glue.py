@@ -557,6 +557,20 @@ def test_a_restart_costs_no_request_per_resource() -> None:
     assert calls(api, start) == []
 
 
+def test_a_burst_in_a_new_namespace_ensures_the_workers_rights_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = new_api(run=None)
+    for i in range(16):
+        add_resource(api, f"r-{i}", run="r1")
+    control = controller(api)
+    control.watch.deliver()
+    with ThreadPoolExecutor(16) as pool:  # the work queue's reconciles, at once
+        delays = list(pool.map(lambda i: Controller.reconcile(control, "ns", f"r-{i}"), range(16)))
+    assert delays == [None] * 16 and len(api.all("batch/v1", "jobs", "ns")) == 16
+    assert calls(api).count(("GET", "clusterroles")) == 1
+
+
 def test_a_restart_lists_jobs_and_pods_once_before_the_resources_arrive() -> None:
     """kopf's watches list concurrently: resources may come before their Jobs. ``prime`` lists
     the owned Jobs and pods first, so no Running resource is confirmed read by read."""

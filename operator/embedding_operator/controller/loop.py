@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from datetime import datetime
 
 from embedding_operator import logs
@@ -121,6 +122,7 @@ class Controller:
         self.metrics = RunMetrics(clock())
         self._rbac_ensured: dict[str, datetime] = {}
         """Namespace -> when its worker ServiceAccount and RoleBinding were last ensured."""
+        self._rbac_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Converge one resource; the seconds after which to reconcile it again when this attempt
@@ -337,10 +339,14 @@ class Controller:
         ServiceAccount shows as exactly that). The trade-off: a ServiceAccount deleted within
         the TTL costs the next run of its namespace (it fails with PodNotStarted and the Job's
         FailedCreate message); the run after it finds the ServiceAccount back."""
-        now = self.clock()
-        ensured = self._rbac_ensured.get(namespace)
-        if ensured is not None and (now - ensured).total_seconds() < RBAC_TTL_SECONDS:
-            return
+        with self._rbac_lock:  # a burst's first reconciles of a namespace ensure it once
+            now = self.clock()
+            ensured = self._rbac_ensured.get(namespace)
+            if ensured is None or (now - ensured).total_seconds() >= RBAC_TTL_SECONDS:
+                self._bind_worker(namespace)
+                self._rbac_ensured[namespace] = now
+
+    def _bind_worker(self, namespace: str) -> None:
         role = self.settings.worker_cluster_role
         cluster_role = self.kube.get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{role}")
         if cluster_role is None:
@@ -353,4 +359,3 @@ class Controller:
         for obj in build_worker_rbac(namespace, self.settings, cluster_role):
             api_version, plural = _RBAC_PATHS[obj["kind"]]
             self.kube.create(_path(api_version, namespace, plural), obj)
-        self._rbac_ensured[namespace] = now
