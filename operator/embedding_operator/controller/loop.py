@@ -26,10 +26,11 @@ from embedding_operator.controller.objects import build_worker_rbac
 from embedding_operator.controller.reconcile import (
     Obj,
     Plan,
-    has_work,
     overdue,
     plan,
     plan_create_failure,
+    starting,
+    unhandled,
 )
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import (
@@ -198,14 +199,22 @@ class Controller:
                     self.cache.observe(kind, None, obj)
 
     def with_work(self) -> list[tuple[str, str]]:
-        """Resources that may need the operator without an event announcing it (``has_work``),
-        for the periodic resync: runs in progress, and requests, cancels or spec changes an
-        earlier, failed reconcile left unhandled. A pass over the cache: no API request."""
+        """Resources that need the operator without an event announcing it, for the periodic
+        resync: requests, cancels or spec changes an earlier, failed reconcile left unhandled,
+        and runs whose pod has not started once their Job is past the pod start timeout (before
+        that, no clock-based ending can come, and the Job's and pods' events say the rest). A
+        pass over the cache: no API request, and no reconcile for a run that is merely young."""
+        now = self.clock()
         return [
             (o["metadata"]["namespace"], o["metadata"]["name"])
             for o in self.cache.resources()
-            if has_work(o)
+            if unhandled(o) or (starting(o) and self._overdue(o, now))
         ]
+
+    def _overdue(self, body: Obj, now: datetime) -> bool:
+        """Whether a starting run's Job is past the pod start timeout (or not in the cache)."""
+        job = self.cache.job(body["metadata"]["namespace"], body["status"].get("jobName") or "")
+        return job is None or overdue(job, now, self.settings)
 
     def _plan(self, body: Obj, *, fresh: bool) -> Plan:
         """``plan`` on the resource, its Job and pods: from the cache, or ``fresh`` from the API

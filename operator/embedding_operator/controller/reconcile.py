@@ -266,29 +266,41 @@ def plan(
 
 def has_work(body: Obj) -> bool:
     """Whether a resource may need the operator without any event announcing it: a run whose
-    pod has not started yet (it may never start: only the clock says so), or a request, a cancel
-    or a spec change not handled yet (an earlier reconcile failed). The periodic resync
-    reconciles exactly these. A run whose worker has started (reason Embedding) is left to the
-    events of its Job and pods: its end, however it comes, is one of them; resyncing it would
-    cost three API calls per running resource per interval for nothing."""
-    meta = body["metadata"]
+    pod has not started yet (``starting``: it may never start, only the clock says so), or a
+    request, a cancel or a spec change not handled yet (``unhandled``: an earlier reconcile
+    failed). A run whose worker has started (reason Embedding) is left to the events of its Job
+    and pods: its end, however it comes, is one of them."""
+    return starting(body) or unhandled(body)
+
+
+def starting(body: Obj) -> bool:
+    """A run whose worker has not said it started (``Succeeded`` reason not Embedding)."""
     status = body.get("status") or {}
-    annotations = meta.get("annotations") or {}
-    if meta.get("deletionTimestamp"):
+    if body["metadata"].get("deletionTimestamp") or status.get("phase") != Phase.RUNNING:
         return False
     succeeded: Obj = next(
         (c for c in status.get("conditions") or [] if c.get("type") == ConditionType.SUCCEEDED),
         {},
     )
-    starting = status.get("phase") == Phase.RUNNING and succeeded.get("reason") != Reason.EMBEDDING
+    return bool(succeeded.get("reason") != Reason.EMBEDDING)
+
+
+def unhandled(body: Obj) -> bool:
+    """A resource never reconciled, or a spec change, run request or cancel not handled yet."""
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    if meta.get("deletionTimestamp"):
+        return False
+    handled_run, handled_cancel = (
+        status.get("lastHandledRunRequest"),
+        status.get("lastHandledCancelRequest"),
+    )
     return (
         status.get("phase") is None
-        or starting
         or status.get("observedGeneration") != meta.get("generation")
-        or annotations.get(names.RUN_ANNOTATION, status.get("lastHandledRunRequest"))
-        != status.get("lastHandledRunRequest")
-        or annotations.get(names.CANCEL_ANNOTATION, status.get("lastHandledCancelRequest"))
-        != status.get("lastHandledCancelRequest")
+        or annotations.get(names.RUN_ANNOTATION, handled_run) != handled_run
+        or annotations.get(names.CANCEL_ANNOTATION, handled_cancel) != handled_cancel
     )
 
 
