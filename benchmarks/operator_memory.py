@@ -30,20 +30,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
+from benchmarks.result_encoding import DIMENSIONS, MODEL, status_result
 from embedding_operator.api import names
 from embedding_operator.kube import Kube, resource_path
-from embedding_operator.storage import InlineSink, ResultLayout, to_lists
 from tests.api_cases import CRD_PATH
 from tests.cluster.harness import Cluster, ensure_binaries, free_port
 from tests.e2e.stack import apply_manifests, wait_established
-from tests.voyage_standin import expected_matrix
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".cache" / "bench-operator-memory"
-MODEL = "voyage-3.5"
-DIMENSIONS = 1024
 RUN = (
     "import sys\n"
     "from embedding_operator import memory\n"
@@ -83,17 +79,6 @@ def wait_idle(pid: int, quiet: float = 3.0, timeout: float = 900.0) -> None:
             return
 
 
-def status_result(index: int, count: int, encoding: str) -> dict[str, Any]:
-    vectors = expected_matrix(inputs(index, count), MODEL, DIMENSIONS)
-    sink = InlineSink(ResultLayout(MODEL, count, DIMENSIONS))
-    sink.write(0, vectors)
-    result = sink.finish(total_tokens=10 * count).to_dict()
-    if encoding == "json":
-        del result["inline"]
-        result["embeddings"] = to_lists(vectors)
-    return result
-
-
 def inputs(index: int, count: int) -> list[str]:
     return [f"document {index} part {j}" for j in range(count)]
 
@@ -116,7 +101,7 @@ def populate(kube: Kube, namespace: str, resources: int, vectors: int, encoding:
             "phase": "Completed",
             "observedGeneration": 1,
             "inputCount": vectors,
-            "result": status_result(i, vectors, encoding),
+            "result": status_result(inputs(i, vectors), encoding),
         }
         kube.patch(resource_path(namespace, name, "status"), {"status": status})
 
