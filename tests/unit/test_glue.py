@@ -763,3 +763,19 @@ def test_run_worker_of_a_superseded_run_does_nothing() -> None:
     api, _ = running_api()
     assert run_worker("ns", "demo", "someone-elses-job", kube=api.kube()) == ExitCode.OK
     assert status(api)["phase"] == "Running"
+
+
+def test_a_namespaced_operator_does_not_scan_namespaces() -> None:
+    """A namespaced install may not list namespaces; kopf scanning them anyway would wait out
+    its error backoffs (~55 s) on every start and leader handover before acting."""
+    import kopf
+
+    from embedding_operator.controller import handlers
+
+    namespaced, clusterwide = kopf.OperatorSettings(), kopf.OperatorSettings()
+    handlers.configure(namespaced, ("team-a", "team-b"))
+    handlers.configure(clusterwide, ())
+    assert namespaced.scanning.disabled and not clusterwide.scanning.disabled
+    for settings in (namespaced, clusterwide):
+        assert settings.watching.label_selectors["batch", "jobs"] == handlers.OWNED
+        assert not settings.posting.enabled

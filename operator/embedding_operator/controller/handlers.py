@@ -51,8 +51,8 @@ def _enqueue(
         queue.add((namespace, name))
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
+    """kopf's settings for this operator, served ``namespaces`` (empty: all)."""
     settings.posting.enabled = False  # our Events are posted by the reconcile, with reasons
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -60,6 +60,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # handlers' ``labels=`` alone would filter after every Job and pod of the cluster arrived).
     settings.watching.label_selectors["batch", "jobs"] = OWNED
     settings.watching.label_selectors["", "pods"] = OWNED
+    # A namespaced install serves exact names and holds no right to list namespaces or watch
+    # CRDs: kopf would retry that forbidden list through its error backoffs (~55 s) before
+    # acting, on every start and every leader handover. Scanning off is kopf's declared mode
+    # for exactly this (the named namespaces are taken as existing).
+    settings.scanning.disabled = bool(namespaces)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    configure(settings, tuple(memo.get("namespaces") or ()))
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
     memo["controller"] = controller = Controller(kube, config)
