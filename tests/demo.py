@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 
 from embedding_operator.api import names
+from embedding_operator.api.types import Result
+from embedding_operator.storage import result_array
 from tests.cluster.harness import Cluster, ensure_binaries
 from tests.e2e.stack import (
     OperatorProcess,
@@ -227,7 +229,9 @@ def _table(kubeconfig: Path) -> str:
 
 def _show(name: str, status: dict[str, Any]) -> None:
     result = dict(status.get("result") or {})
-    vectors = result.pop("embeddings", None) or []
+    # the vectors held in the status (base64), decoded; chunked results are not shown
+    vectors = result_array(Result.model_validate(result)) if result.get("inline") else []
+    result.pop("inline", None)
     print()
     print(f"{names.KIND} {name}: {status.get('phase')}: {status.get('message')}")
     summary = {k: status.get(k) for k in ("jobName", "startTime", "completionTime", "stats")}
