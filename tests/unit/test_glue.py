@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from embedding_operator.api import names
@@ -101,7 +103,9 @@ class WatchedController(Controller):
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         self.watch.deliver()
-        return super().reconcile(namespace, name)
+        delay = super().reconcile(namespace, name)
+        assert self.events.flush(10), "Events still queued"
+        return delay
 
 
 def controller(api: FakeApi, clock: Clock | None = None) -> WatchedController:
@@ -468,8 +472,8 @@ PLURALS = {
 }
 
 
-def add_resource(api: FakeApi, name: str, run: str | None = None) -> None:
-    meta: dict[str, Any] = {"name": name, "namespace": "ns"}
+def add_resource(api: FakeApi, name: str, run: str | None = None, namespace: str = "ns") -> None:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if run:
         meta["annotations"] = {names.RUN_ANNOTATION: run}
     api.put(G, names.PLURAL, {"metadata": meta, "spec": {"inputs": ["a"], "model": "voyage-3.5"}})
@@ -574,6 +578,34 @@ def test_a_burst_in_a_new_namespace_ensures_the_workers_rights_once() -> None:
     assert calls(api).count(("GET", "clusterroles")) == 1
 
 
+def test_a_namespace_slow_to_get_the_workers_rights_holds_up_no_other() -> None:
+    """Ensuring the worker's rights is serialized per namespace, not across them: a first run
+    in a namespace whose ServiceAccount create hangs must not stall runs elsewhere."""
+    api = new_api()
+    add_resource(api, "demo", run="r1", namespace="slow")
+    held, release = threading.Event(), threading.Event()
+    handle = api.handle
+
+    def gated(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and "/namespaces/slow/serviceaccounts" in request.url.path:
+            held.set()
+            release.wait(30)
+        return handle(request)
+
+    api.handle = gated  # type: ignore[method-assign]
+    control = controller(api)
+    control.watch.deliver()
+    slow = threading.Thread(target=Controller.reconcile, args=(control, "slow", "demo"))
+    slow.start()
+    assert held.wait(30)
+    assert Controller.reconcile(control, "ns", "demo") is None
+    assert slow.is_alive(), "the other namespace's run waited for the slow one"
+    assert status(api)["phase"] == "Running"
+    release.set()
+    slow.join(30)
+    assert len(api.all("batch/v1", "jobs", "slow")) == 1
+
+
 def test_a_restart_lists_jobs_and_pods_once_before_the_resources_arrive() -> None:
     """kopf's watches list concurrently: resources may come before their Jobs. ``prime`` lists
     the owned Jobs and pods first, so no Running resource is confirmed read by read."""
@@ -629,6 +661,7 @@ def test_a_stale_cache_meets_a_conflict_and_rereads_once() -> None:
     )
     start = len(api.requests)
     assert Controller.reconcile(control, "ns", "demo") is None
+    assert control.events.flush(10)
     gets = [c for c in calls(api, start) if c == ("GET", names.PLURAL)]
     assert len(gets) == 1
     assert ("PATCH", f"{names.PLURAL}/status") in calls(api, start)

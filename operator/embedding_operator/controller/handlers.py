@@ -36,6 +36,8 @@ _OWNED: dict[str, Any] = {
     names.OWNER_LABEL: kopf.PRESENT,
 }
 
+EVENT_FLUSH_SECONDS = 5.0
+"""How long a stopping operator waits for its queued Events to be posted."""
 RECONCILE_WORKERS = 16
 """Reconciles at once (threads: the boundary blocks). Each mostly waits on the API server, so
 more than the CPUs; bounded, so a burst cannot open thousands of connections."""
@@ -90,6 +92,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     queue: WorkQueue | None = memo.get("queue")
     if queue:
         await queue.stop()
+    controller: Controller | None = memo.get("controller")
+    if controller and not await asyncio.to_thread(controller.events.flush, EVENT_FLUSH_SECONDS):
+        log.warning("stopping with Events not posted (the statuses say the same)")
 
 
 async def _resync(memo: kopf.Memo, interval: float) -> None:

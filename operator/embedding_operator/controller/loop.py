@@ -1,7 +1,7 @@
 """One reconcile: look at what is (in the watches' ``cache``), ask ``reconcile.plan`` what to do,
 do it. The API is read only to confirm what a plan would end or delete, to re-read after a
 conflict, and to adopt a Job of the run's name; a run costs three requests (create its Job, write
-its status, post its Event).
+its status, and its Event, which ``events`` posts off the reconcile's path).
 
 All Kubernetes I/O of the controller lives here; the decisions live in ``reconcile``. A
 reconcile never raises: it returns when to look again (an explicit requeue, with capped
@@ -21,6 +21,7 @@ from embedding_operator.api import lifecycle, names
 from embedding_operator.api.lifecycle import Clock
 from embedding_operator.api.status import Phase
 from embedding_operator.controller.cache import JOB_NAME_LABEL, Cache, Kind
+from embedding_operator.controller.events import EventRecorder
 from embedding_operator.controller.metrics import RunMetrics
 from embedding_operator.controller.objects import build_worker_rbac
 from embedding_operator.controller.reconcile import (
@@ -38,7 +39,6 @@ from embedding_operator.kube import (
     KubeError,
     core_path,
     group_path,
-    post_event,
     resource_path,
 )
 from embedding_operator.storage.configmaps import delete_previous_runs
@@ -113,6 +113,7 @@ class Controller:
         clock: Clock = lifecycle.utc_now,
         backoff: Backoff | None = None,
         cache: Cache | None = None,
+        events: EventRecorder | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -120,10 +121,15 @@ class Controller:
         self.backoff = backoff or Backoff()
         self.cache = cache or Cache()
         """Filled by the watches (``handlers``); the reconcile plans from it."""
+        self.events = events or EventRecorder(kube)
+        """Posts the plans' Events on a thread of its own: off the reconcile's path."""
         self.metrics = RunMetrics(clock())
         self._rbac_ensured: dict[str, datetime] = {}
         """Namespace -> when its worker ServiceAccount and RoleBinding were last ensured."""
-        self._rbac_lock = threading.Lock()
+        self._rbac_locks: dict[str, threading.Lock] = {}
+        """Namespace -> its lock: a burst's first reconciles of a namespace ensure it once,
+        while other namespaces' runs go on."""
+        self._rbac_locks_lock = threading.Lock()
 
     def reconcile(self, namespace: str, name: str) -> float | None:
         """Converge one resource; the seconds after which to reconcile it again when this attempt
@@ -283,10 +289,7 @@ class Controller:
         for event in todo.events:
             if event.type == "Warning":
                 olog.warning("%s: %s", event.reason, event.message)
-            try:
-                post_event(self.kube, body, event.type, event.reason, event.message, stamp)
-            except KubeError as e:  # the status says it too; an Event is a courtesy
-                olog.warning("event %s not posted: %s", event.reason, e)
+            self.events.record(body, event.type, event.reason, event.message, stamp)
         self.metrics.observe(body)
         return body
 
@@ -348,7 +351,9 @@ class Controller:
         ServiceAccount shows as exactly that). The trade-off: a ServiceAccount deleted within
         the TTL costs the next run of its namespace (it fails with PodNotStarted and the Job's
         FailedCreate message); the run after it finds the ServiceAccount back."""
-        with self._rbac_lock:  # a burst's first reconciles of a namespace ensure it once
+        with self._rbac_locks_lock:
+            lock = self._rbac_locks.setdefault(namespace, threading.Lock())
+        with lock:
             now = self.clock()
             ensured = self._rbac_ensured.get(namespace)
             if ensured is None or (now - ensured).total_seconds() >= RBAC_TTL_SECONDS:
