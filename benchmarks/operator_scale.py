@@ -4,8 +4,11 @@
     .venv/bin/python -m benchmarks.operator_scale --quick    # smaller sizes, ~4 minutes
 
 Starts its own test control plane (tests/cluster) with an audit log of the operators' requests,
-installs the chart's RBAC and runs each operator as a process with the chart's ServiceAccount,
-watching only the namespaces of the step at hand. Every step runs both operators one after the
+installs the chart's RBAC and operator guard and runs each operator as a process with the chart's
+ServiceAccount, watching only the namespaces of the step at hand. The guard's API-key check is
+left out unless ``--pin-api-key-secrets``: its cost per Job grows with the resources of the
+namespace, the same for both operators, and would make a 1,000-resource burst a measure of the
+guard (``benchmarks/operator_guard.py`` measures it). Every step runs both operators one after the
 other on the same cluster (the baseline first, then this operator), so the ratios compare like
 with like on a noisy machine:
 
@@ -541,6 +544,7 @@ def run(args: argparse.Namespace, cluster: Cluster, audit: Audit) -> Bench:
         cluster.state_dir / "operator.kubeconfig",
         *GUARD_VALUES,
         f"voyage.baseURL={standin.base_url}",
+        f"operatorGuard.pinApiKeySecrets={str(args.pin_api_key_secrets).lower()}",
     )
     api.close()
     env = {**OPERATOR_ENV, "VOYAGE_BASE_URL": standin.base_url, "KUBECONFIG": str(kubeconfig)}
@@ -597,6 +601,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--finished", type=int, default=1000, help="finished, for the restart")
     parser.add_argument("--restarts", type=int, default=2, help="restarts of each on those")
     parser.add_argument("--quick", action="store_true", help="200 / 20 / 20 s / 30 / 200 / 1")
+    parser.add_argument(
+        "--pin-api-key-secrets",
+        action="store_true",
+        help="with the guard's API-key check, whose cost grows with the namespace "
+        "(benchmarks/operator_guard.py): every Job create then waits on it, both operators' alike",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--state-dir", type=Path, default=STATE, help="the cluster's files")
     args = parser.parse_args(argv)

@@ -254,6 +254,24 @@ def test_crds_and_policy_can_be_left_out(helm: Path) -> None:
     assert {"Deployment", "ClusterRole", "ServiceAccount"} <= kinds
 
 
+def test_the_api_key_check_alone_can_be_left_out(helm: Path) -> None:
+    """``operatorGuard.pinApiKeySecrets=false`` drops the per-resource Secret check (its cost
+    grows with the namespace) and keeps the rest of the guard."""
+
+    def guards(*sets: str) -> set[str]:
+        return {
+            d["metadata"]["name"]
+            for d in render(helm, *sets)
+            if d["kind"].startswith("ValidatingAdmissionPolicy") and "guard" in d["metadata"]["name"]
+        }
+
+    secrets = "demo-embedding-operator-operator-guard-secrets"
+    assert guards() == {"demo-embedding-operator-operator-guard", secrets}
+    assert guards("operatorGuard.pinApiKeySecrets=false") == {
+        "demo-embedding-operator-operator-guard"
+    }
+
+
 def _granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     return {
         (group, resource, verb)
