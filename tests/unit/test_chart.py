@@ -262,7 +262,8 @@ def test_the_api_key_check_alone_can_be_left_out(helm: Path) -> None:
         return {
             d["metadata"]["name"]
             for d in render(helm, *sets)
-            if d["kind"].startswith("ValidatingAdmissionPolicy") and "guard" in d["metadata"]["name"]
+            if d["kind"].startswith("ValidatingAdmissionPolicy")
+            and "guard" in d["metadata"]["name"]
         }
 
     secrets = "demo-embedding-operator-operator-guard-secrets"

@@ -6,7 +6,9 @@ import threading
 from collections.abc import Callable
 
 import httpx
+import pytest
 
+from embedding_operator.controller import events as events_module
 from embedding_operator.controller.events import DROPPED, EventRecorder
 from embedding_operator.controller.loop import Controller
 from tests.fake_kube import FakeApi
@@ -84,3 +86,19 @@ def test_a_refused_event_is_counted_and_the_next_one_is_posted() -> None:
     assert posted["reason"] == "Posted"
     assert posted["involvedObject"]["uid"] == "u-1"
     assert posted["involvedObject"]["resourceVersion"] == "7"
+
+
+def test_while_reconciles_run_events_wait_then_follow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """During a burst kube-apiserver's time goes to the Jobs: an Event waits while reconciles
+    are running (up to its trickle interval), and is posted as soon as they end."""
+    monkeypatch.setattr(events_module, "TRICKLE_SECONDS", 60.0)
+    api = FakeApi()
+    busy = threading.Event()
+    busy.set()
+    recorder = EventRecorder(api.kube("embedding-operator"), busy=busy.is_set)
+    recorder.record(BODY, "Normal", "Accepted", "m", "2026-11-29T00:00:00Z")
+    assert not recorder.flush(0.5)
+    assert api.all("v1", "events", "ns") == []
+    busy.clear()
+    assert recorder.flush(30)
+    assert [e["reason"] for e in api.all("v1", "events", "ns")] == ["Accepted"]

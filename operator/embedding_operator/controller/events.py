@@ -3,9 +3,11 @@
 An Event is a courtesy (the status says the same, and is what kstatus, Flux and Argo CD read), yet
 posting it was the third API round trip of every reconcile, after the Job and the status: each
 reconcile thread waited on it before taking the next resource. Here a reconcile only queues the
-Event; one thread posts them in order. The queue is bounded (client-go's 1,000): a burst that
-outruns the API server drops Events, counted and logged, and never holds up a Job. What is still
-queued when the operator stops is posted within ``flush``'s timeout, then dropped.
+Event, and one thread posts them in order. While reconciles are running (``busy``), that thread
+posts at most one Event per ``TRICKLE_SECONDS``: in a burst, kube-apiserver's time goes to Jobs
+first and the Events follow when it ends. The queue is bounded: a burst that outruns it drops
+Events, counted and logged, and never holds up a Job. What is still queued when the operator
+stops is posted within ``flush``'s timeout, then dropped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +27,10 @@ from embedding_operator.kube import Kube, KubeError, post_event
 
 log = logging.getLogger(__name__)
 
-CAPACITY = 1000
+CAPACITY = 4096
+"""Events queued at most: a burst of 1,000 runs queues about 1,000 (one Accepted each)."""
+TRICKLE_SECONDS = 0.2
+"""While reconciles are running, the least time between two Events."""
 DROPPED = Counter(
     "embedding_operator_events_dropped_total",
     "Kubernetes Events not posted: the queue was full, or the API server refused them.",
@@ -40,8 +47,12 @@ class _Event:
 
 
 class EventRecorder:
-    def __init__(self, kube: Kube, capacity: int = CAPACITY) -> None:
+    def __init__(
+        self, kube: Kube, capacity: int = CAPACITY, busy: Callable[[], bool] = lambda: False
+    ) -> None:
+        """``busy()``: whether reconciles are running now (their requests go first)."""
         self.kube = kube
+        self._busy = busy
         self._queue: queue.Queue[_Event] = queue.Queue(capacity)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -82,6 +93,9 @@ class EventRecorder:
     def _post(self) -> None:
         while True:
             event = self._queue.get()
+            deadline = time.monotonic() + TRICKLE_SECONDS
+            while self._busy() and time.monotonic() < deadline:
+                time.sleep(0.01)
             try:
                 post_event(
                     self.kube, event.body, event.type, event.reason, event.message, event.stamp

@@ -121,7 +121,9 @@ class Controller:
         self.backoff = backoff or Backoff()
         self.cache = cache or Cache()
         """Filled by the watches (``handlers``); the reconcile plans from it."""
-        self.events = events or EventRecorder(kube)
+        self._reconciling = 0
+        self._reconciling_lock = threading.Lock()
+        self.events = events or EventRecorder(kube, busy=self.busy)
         """Posts the plans' Events on a thread of its own: off the reconcile's path."""
         self.metrics = RunMetrics(clock())
         self._rbac_ensured: dict[str, datetime] = {}
@@ -135,6 +137,8 @@ class Controller:
         """Converge one resource; the seconds after which to reconcile it again when this attempt
         failed, else None."""
         key = (namespace, name)
+        with self._reconciling_lock:
+            self._reconciling += 1
         try:
             self._converge(namespace, name)
         except _CreateFailed:
@@ -145,8 +149,15 @@ class Controller:
                 "reconcile failed, retrying in %.0fs: %r", delay, e, exc_info=True
             )
             return delay
+        finally:
+            with self._reconciling_lock:
+                self._reconciling -= 1
         self.backoff.succeeded(key)
         return None
+
+    def busy(self) -> bool:
+        """Whether a reconcile is running now."""
+        return self._reconciling > 0
 
     def _converge(self, namespace: str, name: str) -> None:
         """Plan from the cache and write. Reads go to the API only where the cache may mislead
