@@ -140,7 +140,8 @@ class FakeApi:
             return _ok(obj) if obj else _status(404, "NotFound", f'{plural} "{name}" not found')
         if request.method == "GET":
             items = [o for o in self.all(api, plural, ns or None) if _selected(o, params)]
-            return _ok({"kind": "List", "items": copy.deepcopy(items)})
+            listed = {"resourceVersion": str(next(self._versions))}
+            return _ok({"kind": "List", "metadata": listed, "items": copy.deepcopy(items)})
         if request.method == "POST":
             assert body is not None
             if (

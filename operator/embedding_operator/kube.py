@@ -25,9 +25,11 @@ field manager, so ``managedFields`` tells the operator's writes from the worker'
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import ssl
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,8 @@ import httpx
 import tenacity
 
 from embedding_operator.api import names
+
+log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
@@ -252,12 +256,13 @@ class Kube:
             raise error_of(response)
         return response.json() if response.content else None
 
-    def watch(self, path: str, resource_version: str, seconds: int) -> Iterator[Obj]:
+    def watch(self, path: str, resource_version: str, seconds: int, **query: str) -> Iterator[Obj]:
         """The events (``{"type", "object"}``) of a WATCH of ``path`` from ``resource_version``,
         with bookmarks, until kube-apiserver ends it after ``seconds``. Not retried: a dropped
         connection is a KubeError with status 0, and the caller resumes from the last version it
-        saw (or relists, after a 410 Gone)."""
+        saw (or relists, after a 410 Gone): ``list_and_watch`` does both."""
         params = {
+            **query,
             "watch": "true",
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
@@ -356,6 +361,53 @@ def core_path(namespace: str, plural: str, name: str | None = None) -> str:
 def group_path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
     path = f"/apis/{group_version}/namespaces/{quote(namespace)}/{plural}"
     return f"{path}/{quote(name)}" if name else path
+
+
+WATCH_SECONDS = 300
+"""Server-side length of one watch request (then it resumes from the last version seen)."""
+
+
+def list_and_watch(
+    kube: Kube,
+    path: str,
+    listed: Callable[[list[Obj], str], None],
+    changed: Callable[[str, Obj], None],
+    stopped: threading.Event,
+    *,
+    resume: str | None = None,
+    seconds: int = WATCH_SECONDS,
+    **query: str,
+) -> None:
+    """LIST ``path``, then WATCH it from the list's version until ``stopped`` is set (client-go's
+    reflector, for a thread of its own): resume from the last version seen when a watch ends,
+    relist at once on 410 Gone (that version is compacted away), back off while kube-apiserver
+    is unreachable. ``listed(items, version)`` gets each LIST's whole answer (it replaces what
+    was known),
+    ``changed(type, object)`` every watch event but errors (ADDED, MODIFIED, DELETED and
+    BOOKMARK). ``resume``: a version already listed by the caller, to watch from first."""
+    failures = 0
+    while not stopped.is_set():
+        try:
+            if resume is None:
+                listing = kube.request("GET", path, query=query or None)
+                resume = str(listing["metadata"]["resourceVersion"])
+                listed(listing["items"], resume)
+            for event in kube.watch(path, resume, seconds, **query):
+                failures = 0
+                obj = event["object"]
+                if event["type"] == "ERROR":
+                    raise KubeError(obj.get("code", 0), obj.get("reason", ""), str(obj))
+                resume = obj["metadata"]["resourceVersion"]
+                changed(event["type"], obj)
+                if stopped.is_set():
+                    return
+        except KubeError as e:
+            if e.status == 410:  # Gone: too old to resume from; relist at once
+                resume = None
+                continue
+            failures += 1
+            log.warning("watch of %s: %s; again shortly", path, e)
+            stopped.wait(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
 def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str, stamp: str) -> None:

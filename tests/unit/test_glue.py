@@ -16,10 +16,11 @@ from embedding_operator.api import names
 from embedding_operator.api.status import ConditionType, ExitCode, Phase, Reason
 from embedding_operator.api.types import Result
 from embedding_operator.controller.cache import VECTOR_FIELDS, Cache, Kind
-from embedding_operator.controller.loop import OWNED, RBAC_TTL_SECONDS, Backoff, Controller
+from embedding_operator.controller.loop import RBAC_TTL_SECONDS, Backoff, Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.reconcile import has_work
 from embedding_operator.controller.settings import Settings
+from embedding_operator.controller.watches import OWNED, Watches
 from embedding_operator.kube import RetryPolicy
 from embedding_operator.storage import result_array
 from embedding_operator.worker.main import run_worker
@@ -607,8 +608,8 @@ def test_a_namespace_slow_to_get_the_workers_rights_holds_up_no_other() -> None:
 
 
 def test_a_restart_lists_jobs_and_pods_once_before_the_resources_arrive() -> None:
-    """kopf's watches list concurrently: resources may come before their Jobs. ``prime`` lists
-    the owned Jobs and pods first, so no Running resource is confirmed read by read."""
+    """The operator's Job and pod watches list before kopf's resource watch starts, so no
+    Running resource is confirmed read by read."""
     api = new_api(run=None)
     first = controller(api)
     first.reconcile("ns", "demo")
@@ -619,7 +620,7 @@ def test_a_restart_lists_jobs_and_pods_once_before_the_resources_arrive() -> Non
     api.find("v1", "pods", "ns", "unrelated-pod")["metadata"]["labels"].pop(names.OWNER_LABEL)  # type: ignore[index]
     start = len(api.requests)
     restarted = Controller(api.kube("embedding-operator"), SETTINGS, clock=Clock())
-    restarted.prime()
+    Watches(restarted.kube, restarted.cache, ("ns",), changed=lambda key: None).list()
     for obj in api.all(G, names.PLURAL, "ns"):  # the resource watch, before the Job watch
         restarted.cache.observe("resource", None, copy.deepcopy(obj))
     for obj in api.all(G, names.PLURAL, "ns"):
@@ -698,12 +699,12 @@ def test_the_echo_of_the_operators_own_write_queues_no_reconcile() -> None:
     control.watch.deliver()
     Controller.reconcile(control, "ns", "demo")  # writes Running, stores the answer
     echo = {"type": "MODIFIED", "object": copy.deepcopy(resource(api))}
-    handlers._enqueue(memo, "resource", echo, "ns", "demo")  # type: ignore[arg-type]
+    asyncio.run(handlers.resource_event(memo=memo, event=echo, namespace="ns", name="demo"))  # type: ignore[arg-type]
     assert len(queue) == 0
     annotate(api, names.CANCEL_ANNOTATION, "c1")
     api.kube().patch(f"/apis/{G}/namespaces/ns/{names.PLURAL}/demo", {"metadata": {}})
     news = {"type": "MODIFIED", "object": copy.deepcopy(resource(api))}
-    handlers._enqueue(memo, "resource", news, "ns", "demo")  # type: ignore[arg-type]
+    asyncio.run(handlers.resource_event(memo=memo, event=news, namespace="ns", name="demo"))  # type: ignore[arg-type]
     assert len(queue) == 1
 
 
@@ -810,5 +811,4 @@ def test_a_namespaced_operator_does_not_scan_namespaces() -> None:
     handlers.configure(clusterwide, ())
     assert namespaced.scanning.disabled and not clusterwide.scanning.disabled
     for settings in (namespaced, clusterwide):
-        assert settings.watching.label_selectors["batch", "jobs"] == handlers.OWNED
         assert not settings.posting.enabled

@@ -26,10 +26,13 @@ from __future__ import annotations
 import threading
 from typing import Any, Literal
 
+from embedding_operator.api import names
+
 Obj = dict[str, Any]
 Key = tuple[str, str]
 Kind = Literal["resource", "job", "pod"]
 
+OWNER_LABEL = names.OWNER_LABEL
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 """Set on every pod by the Job controller: the index of pods by Job."""
 
@@ -80,6 +83,13 @@ def _key(obj: Obj) -> Key:
     return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
 
 
+def owner(obj: Obj) -> Key:
+    """(namespace, name) of the DeploymentEmbedding a Job or pod belongs to, by its label (name
+    empty when it has none)."""
+    labels = obj["metadata"].get("labels") or {}
+    return obj["metadata"].get("namespace") or "", labels.get(OWNER_LABEL, "")
+
+
 class Cache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -96,6 +106,27 @@ class Cache:
         if event_type == "DELETED":
             return self._delete(kind, obj)
         return self._store(kind, slim(kind, obj), insert=True)
+
+    def replace(self, kind: Kind, namespace: str | None, objs: list[Obj]) -> set[Key]:
+        """A LIST's answer (of ``namespace``, or of the whole cluster when None) for ``kind``
+        (a Job or pod): what it does not hold was deleted meanwhile. The resources whose Jobs or
+        pods changed, by their owner label."""
+        listed = {_key(o) for o in objs}
+        owners = {owner(o) for o in objs if self.observe(kind, None, o)}
+        with self._lock:
+            if kind == "job":
+                held = [o for k, o in self._jobs.items() if namespace in (None, k[0])]
+            else:
+                held = [
+                    o
+                    for k, group in self._pods.items()
+                    if namespace in (None, k[0])
+                    for o in group.values()
+                ]
+        for obj in held:
+            if _key(obj) not in listed and self._delete(kind, obj):
+                owners.add(owner(obj))
+        return {o for o in owners if o[1]}
 
     def stored(self, kind: Kind, obj: Obj, *, insert: bool = False, force: bool = False) -> None:
         """Store what a write (or a read) of the controller returned. A resource is only replaced,

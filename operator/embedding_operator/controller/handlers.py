@@ -1,9 +1,10 @@
-"""kopf wiring: every event about a DeploymentEmbedding, its Jobs or their pods goes into the
-controller's ``cache`` (kopf lists and watches these kinds anyway, so the cache is filled for free,
-a restart included) and queues the resource for a reconcile (``queue.WorkQueue``: de-duplicated,
-one at a time per resource, a failed one back after its backoff); a periodic resync catches what
-no event announces (a pod that never starts, work an earlier failure left unhandled) with a pass
-over the cache, without a request.
+"""kopf wiring: every event about a DeploymentEmbedding goes into the controller's ``cache``
+(kopf lists and watches them anyway, so the cache is filled for free, a restart included) and
+queues the resource for a reconcile (``queue.WorkQueue``: de-duplicated, one at a time per
+resource, a failed one back after its backoff). Its Jobs and pods come from the controller's own
+watches (``watches``: much cheaper per event than kopf's), which queue the resource the same way.
+A periodic resync catches what no event announces (a pod that never starts, work an earlier
+failure left unhandled) with a pass over the cache, without a request.
 
 Only raw event handlers are used, so kopf keeps no per-object state: no finalizers and no
 ``last-handled-configuration`` annotation, which a spec near the size limit would overflow
@@ -21,20 +22,15 @@ from typing import Any
 import kopf
 
 from embedding_operator.api import names
-from embedding_operator.controller.cache import Kind
-from embedding_operator.controller.loop import OWNED, Controller
+from embedding_operator.controller.loop import Controller
 from embedding_operator.controller.queue import WorkQueue
 from embedding_operator.controller.settings import Settings
+from embedding_operator.controller.watches import Watches
 from embedding_operator.kube import Kube, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "embedding-operator"
-
-_OWNED: dict[str, Any] = {
-    names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE,
-    names.OWNER_LABEL: kopf.PRESENT,
-}
 
 EVENT_FLUSH_SECONDS = 5.0
 """How long a stopping operator waits for its queued Events to be posted."""
@@ -43,25 +39,11 @@ RECONCILE_WORKERS = 16
 more than the CPUs; bounded, so a burst cannot open thousands of connections."""
 
 
-def _enqueue(
-    memo: kopf.Memo, kind: Kind, event: kopf.RawEvent, namespace: str | None, name: str | None
-) -> None:
-    controller: Controller = memo["controller"]
-    news = controller.cache.observe(kind, event.get("type"), dict(event["object"]))
-    if news and namespace and name:
-        queue: WorkQueue = memo["queue"]
-        queue.add((namespace, name))
-
-
 def configure(settings: kopf.OperatorSettings, namespaces: tuple[str, ...]) -> None:
     """kopf's settings for this operator, served ``namespaces`` (empty: all)."""
     settings.posting.enabled = False  # our Events are posted by the reconcile, with reasons
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-    # Only the Jobs and pods the operator owns cross the wire: the apiserver filters (the
-    # handlers' ``labels=`` alone would filter after every Job and pod of the cluster arrived).
-    settings.watching.label_selectors["batch", "jobs"] = OWNED
-    settings.watching.label_selectors["", "pods"] = OWNED
     # A namespaced install serves exact names and holds no right to list namespaces or watch
     # CRDs: kopf would retry that forbidden list through its error backoffs (~55 s) before
     # acting, on every start and every leader handover. Scanning off is kopf's declared mode
@@ -75,15 +57,29 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     config = Settings.from_env()
     kube = Kube.from_environment(FIELD_MANAGER, RetryPolicy(timeout=10.0, budget=30.0))
     memo["controller"] = controller = Controller(kube, config)
-    # before kopf's watches start (startup handlers run first): see ``Controller.prime``
-    await asyncio.to_thread(controller.prime, tuple(memo.get("namespaces") or ()))
     memo["queue"] = queue = WorkQueue(lambda key: controller.reconcile(*key), RECONCILE_WORKERS)
+    loop = asyncio.get_running_loop()
+
+    def changed(key: tuple[str, str]) -> None:  # on a watch's thread
+        with contextlib.suppress(RuntimeError):  # the loop closed: the operator is stopping
+            loop.call_soon_threadsafe(queue.add, key)
+
+    watches = Watches(kube, controller.cache, tuple(memo.get("namespaces") or ()), changed)
+    # Before kopf's watches start (startup handlers run first), as client-go waits for its
+    # caches to sync: a Running resource whose Job is not in the cache yet would be confirmed
+    # with reads, two per resource on a restart.
+    await asyncio.to_thread(watches.list)
+    watches.start()
+    memo["watches"] = watches
     queue.start()
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    watches: Watches | None = memo.get("watches")
+    if watches:
+        watches.stop()
     task: asyncio.Task[None] | None = memo.get("resync")
     if task:
         task.cancel()
@@ -116,18 +112,8 @@ async def _resync(memo: kopf.Memo, interval: float) -> None:
 async def resource_event(
     memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, name: str | None, **_: Any
 ) -> None:
-    _enqueue(memo, "resource", event, namespace, name)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels=_OWNED)
-async def job_event(
-    memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> None:
-    _enqueue(memo, "job", event, namespace, labels.get(names.OWNER_LABEL))
-
-
-@kopf.on.event("", "v1", "pods", labels=_OWNED)
-async def pod_event(
-    memo: kopf.Memo, event: kopf.RawEvent, namespace: str | None, labels: kopf.Labels, **_: Any
-) -> None:
-    _enqueue(memo, "pod", event, namespace, labels.get(names.OWNER_LABEL))
+    controller: Controller = memo["controller"]
+    news = controller.cache.observe("resource", event.get("type"), dict(event["object"]))
+    if news and namespace and name:
+        queue: WorkQueue = memo["queue"]
+        queue.add((namespace, name))

@@ -20,7 +20,7 @@ from embedding_operator import logs
 from embedding_operator.api import lifecycle, names
 from embedding_operator.api.lifecycle import Clock
 from embedding_operator.api.status import Phase
-from embedding_operator.controller.cache import JOB_NAME_LABEL, Cache, Kind
+from embedding_operator.controller.cache import JOB_NAME_LABEL, Cache
 from embedding_operator.controller.events import EventRecorder
 from embedding_operator.controller.metrics import RunMetrics
 from embedding_operator.controller.objects import build_worker_rbac
@@ -54,8 +54,6 @@ _PERMANENT = (400, 422)
 of the chart's operator guard (403: a namespace the operator does not serve, say) or a missing
 worker ClusterRole (404) is retried: an administrator can change either."""
 _ADMISSION_DENIALS = ("ValidatingAdmissionPolicy", "admission webhook")
-OWNED = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_VALUE},{names.OWNER_LABEL}"
-"""The label selector of the Jobs and pods the operator owns (its watches' and ``prime``'s)."""
 RBAC_TTL_SECONDS = 600.0
 """How long a namespace's worker ServiceAccount and RoleBinding, once ensured, are taken to exist
 without checking (see ``_ensure_worker_rbac``)."""
@@ -192,28 +190,6 @@ class Controller:
         if body is not None:
             self.cache.stored("resource", body, force=True)
         return body
-
-    def prime(self, namespaces: tuple[str, ...] = ()) -> None:
-        """Fill the cache with the owned Jobs and pods (one LIST each, per watched namespace or
-        cluster-wide) before the first reconcile, as client-go waits for its caches to sync:
-        kopf's watches list the three kinds concurrently, and a Running resource listed before
-        its Job would otherwise be confirmed with two reads each (a restart on 1,000 runs:
-        2,000 requests). Best effort: without it, the confirmation is the safety net."""
-        kinds: tuple[tuple[Kind, str, str], ...] = (
-            ("job", "batch/v1", "jobs"),
-            ("pod", "v1", "pods"),
-        )
-        for kind, api_version, plural in kinds:
-            prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            paths = [_path(api_version, ns, plural) for ns in namespaces] or [f"{prefix}/{plural}"]
-            for path in paths:
-                try:
-                    items = self.kube.list(path, labelSelector=OWNED)
-                except KubeError as e:
-                    log.warning("cache not primed with %s: %s", plural, e)
-                    continue
-                for obj in items:
-                    self.cache.observe(kind, None, obj)
 
     def with_work(self) -> list[tuple[str, str]]:
         """Resources that need the operator without an event announcing it, for the periodic

@@ -25,13 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import threading
 from collections.abc import Iterable
 from typing import Any
 
 from embedding_operator.api import names
-from embedding_operator.kube import Kube, KubeError, resource_path
+from embedding_operator.kube import Kube, list_and_watch, resource_path
 from embedding_operator.restapi.records import RESULT_SUMMARY
 
 log = logging.getLogger("embedding_operator.restapi")
@@ -40,8 +39,6 @@ Obj = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 CATCH_UP_SECONDS = 2.0
 """How long a list waits for the watch to deliver the server's own last write."""
-WATCH_SECONDS = 300
-"""Server-side length of one watch request (then it resumes from the last version seen)."""
 
 
 def slim(obj: Obj) -> Obj:
@@ -175,33 +172,16 @@ class ResourceCache:
             self._loop.call_soon_threadsafe(fn, *args)
 
     def follow(self, scope: str | None) -> None:
-        """LIST, then WATCH from its version for as long as the server runs: resume from the
-        last version seen when a watch ends, relist on 410 Gone (that version is compacted
-        away), back off while kube-apiserver is unreachable."""
+        """LIST, then WATCH for as long as the server runs (``kube.list_and_watch``)."""
         path = (
             resource_path(scope) if scope else f"/apis/{names.GROUP}/{names.VERSION}/{names.PLURAL}"
         )
-        resume: str | None = None
-        failures = 0
-        while not self._stopped.is_set():
-            try:
-                if resume is None:
-                    listing = self.kube.request("GET", path)
-                    resume = str(listing["metadata"]["resourceVersion"])
-                    self._post(self._replace, scope, [slim(o) for o in listing["items"]], resume)
-                for event in self.kube.watch(path, resume, WATCH_SECONDS):
-                    failures = 0
-                    obj = event["object"]
-                    if event["type"] == "ERROR":
-                        raise KubeError(obj.get("code", 0), obj.get("reason", ""), str(obj))
-                    resume = obj["metadata"]["resourceVersion"]
-                    self._post(self._event, scope, event["type"], slim(obj))
-                    if self._stopped.is_set():
-                        return
-            except KubeError as e:
-                if e.status == 410:  # Gone: too old to resume from; relist at once
-                    resume = None
-                    continue
-                failures += 1
-                log.warning("watch of %s: %s; again shortly", path, e)
-                self._stopped.wait(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))  # noqa: S311
+        list_and_watch(
+            self.kube,
+            path,
+            lambda items, version: self._post(
+                self._replace, scope, [slim(o) for o in items], version
+            ),
+            lambda type_, obj: self._post(self._event, scope, type_, slim(obj)),
+            self._stopped,
+        )

@@ -1,0 +1,110 @@
+"""The operator's own Job and pod watches (``controller.watches``) and what they do to the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from embedding_operator.api import names
+from embedding_operator.controller.cache import Cache
+from embedding_operator.controller.watches import OWNED, Watches
+from embedding_operator.kube import core_path, group_path
+
+Obj = dict[str, Any]
+
+
+def job(name: str, version: str, owner: str = "demo") -> Obj:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": version,
+            "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE, names.OWNER_LABEL: owner},
+        },
+        "status": {},
+    }
+
+
+def listing(version: str, *items: Obj) -> Obj:
+    return {"metadata": {"resourceVersion": version}, "items": list(items)}
+
+
+GONE = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}
+
+
+class Scripted:
+    """kube-apiserver for the watch threads: per path, LISTs and WATCHes answered in turn."""
+
+    def __init__(self, lists: dict[str, list[Obj]], watches: dict[str, list[list[Obj]]]) -> None:
+        self.lists, self.watches = lists, watches
+        self.calls: list[tuple[str, str, str]] = []
+        self.watches_done: Any = None
+
+    def request(self, method: str, path: str, query: dict[str, str] | None = None) -> Obj:
+        assert method == "GET" and query == {"labelSelector": OWNED}
+        self.calls.append(("LIST", path, ""))
+        return self.lists[path].pop(0)
+
+    def watch(self, path: str, version: str, seconds: int, **query: str) -> Iterator[Obj]:
+        assert query == {"labelSelector": OWNED}
+        self.calls.append(("WATCH", path, version))
+        script = self.watches[path]
+        yield from script.pop(0)
+        if not script:
+            self.watches_done()
+
+
+JOBS, PODS = group_path("batch/v1", "ns", "jobs"), core_path("ns", "pods")
+
+
+def test_jobs_are_listed_first_then_watched_and_relisted_when_the_version_is_gone() -> None:
+    cache = Cache()
+    changed: list[tuple[str, str]] = []
+    kube = Scripted(
+        lists={
+            JOBS: [
+                listing("10", job("a-1", "8", "a"), job("b-1", "9", "b")),
+                listing("20", job("a-1", "11", "a"), job("c-1", "19", "c")),
+            ],
+            PODS: [listing("10")],
+        },
+        watches={
+            JOBS: [
+                [
+                    {"type": "MODIFIED", "object": job("a-1", "11", "a")},
+                    {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
+                    {"type": "ERROR", "object": GONE},
+                ],
+                [{"type": "DELETED", "object": job("c-1", "21", "c")}],
+            ],
+            PODS: [[]],
+        },
+    )
+    watches = Watches(kube, cache, ("ns",), changed.append)  # type: ignore[arg-type]
+    watches.list()
+    assert cache.sizes() == (0, 2, 0) and changed == []  # the first LIST queues nothing
+    kube.watches_done = watches.stop
+    watches._follow("job", "ns")
+    assert [c for c in kube.calls if c[1] == JOBS] == [
+        ("LIST", JOBS, ""),
+        ("WATCH", JOBS, "10"),  # from the first LIST's version
+        ("LIST", JOBS, ""),  # 410 Gone: relisted at once
+        ("WATCH", JOBS, "20"),
+    ]
+    # a-1 changed (once: the relist brought the version already held), b-1 is gone since the
+    # relist, c-1 came with it and went with the last event
+    assert changed[0] == ("ns", "a") and changed[3] == ("ns", "c")
+    assert sorted(changed[1:3]) == [("ns", "b"), ("ns", "c")]
+    assert cache.job("ns", "a-1") is not None
+    assert cache.job("ns", "b-1") is None and cache.job("ns", "c-1") is None
+
+
+def test_a_relist_replaces_only_its_own_namespace() -> None:
+    cache = Cache()
+    other = {**job("x-1", "3", "x"), "metadata": {**job("x-1", "3", "x")["metadata"]}}
+    other["metadata"]["namespace"] = "other"
+    cache.observe("job", None, other)
+    cache.observe("job", None, job("a-1", "4", "a"))
+    assert cache.replace("job", "ns", []) == {("ns", "a")}
+    assert cache.job("other", "x-1") is not None and cache.job("ns", "a-1") is None
