@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 import yaml
 
+from embedding_operator.controller.watches import OWNED
 from tests.conftest import ClusterHandle
 from tests.e2e.stack import OperatorProcess, apply_manifests, install_chart_rbac
 from tests.e2e.test_operator import create, manifest, wait_phase
@@ -86,9 +88,11 @@ def test_a_hung_call_does_not_wedge_the_resource_nor_the_others(
     assert proxy.count("PATCH", hung, "hang") == 2
     proxy.heal()
     # the Job and pod watches ask the apiserver for the operator's own objects only
-    owned = "labelSelector=app.kubernetes.io/managed-by%3Dembedding-operator"
+    owned = f"labelSelector={OWNED}"
     for plural in ("/jobs?", "/pods?"):
-        watches = [p for m, p, _ in proxy.seen if m == "GET" and plural in p and "watch" in p]
+        watches = [
+            unquote(p) for m, p, _ in proxy.seen if m == "GET" and plural in p and "watch" in p
+        ]
         assert watches and all(owned in p for p in watches), watches
 
 
