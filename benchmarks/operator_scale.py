@@ -14,8 +14,9 @@ with like on a noisy machine:
 
 (1) no pods (the process kubelet is not started yet): ``--burst`` resources created, then all
     annotated at once: time until every Job exists; then ``--sequential`` resources annotated one
-    at a time: annotation -> Job p50/p99, and API requests per run request; then an idle window
-    (``--idle`` s) over all of them (Running, pods not started): API requests per minute and CPU;
+    at a time: annotation -> Job p50/p99, and API requests per run request; then, once every Job
+    has its pod (kube-controller-manager is done), an idle window (``--idle`` s) over all of them
+    (Running, pods not started): API requests per minute and CPU;
     peak RSS (VmHWM) and RSS after the idle window; then a restart on them: time until the
     operator is quiet (no request for ``QUIET`` s) and its API requests;
 (2) with pods (the process kubelet runs the worker pods against the Voyage stand-in):
@@ -400,6 +401,25 @@ class Bench:
             watch.close()
         return latencies
 
+    def settled(self, namespaces: list[str], jobs: int, timeout: float = 600) -> None:
+        """Wait until kube-controller-manager has given each of the ``jobs`` Jobs its pod (its
+        Job controller writes at 20 requests per second, so after a burst of 1,000 it creates
+        pods and updates Jobs for a minute or two): the idle window starts when nothing changes
+        any more, for either operator."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            active = sum(
+                1
+                for ns in namespaces
+                for job in self.kube.list(group_path("batch/v1", ns, "jobs"))
+                if (job.get("status") or {}).get("active")
+            )
+            if active >= jobs:
+                time.sleep(QUIET)
+                return
+            time.sleep(2)
+        print(f"  not settled after {timeout}s: the idle window starts anyway", flush=True)
+
     def finished(self, namespace: str, count: int, timeout: float) -> list[dict[str, Any]]:
         """Until every resource of ``namespace`` has finished its run (or ``timeout``)."""
         deadline = time.monotonic() + timeout
@@ -437,6 +457,7 @@ class Bench:
                 self.burst(ns_burst, resources, 900),
             )
             self.audit.wait_quiet(proc.started)
+            self.settled(namespaces, burst + sequential)
             total = burst + sequential
             start, cpu = time.time(), proc.cpu()
             time.sleep(idle)
