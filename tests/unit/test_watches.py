@@ -7,13 +7,15 @@ from typing import Any
 
 from embedding_operator.api import names
 from embedding_operator.controller.cache import Cache
+from embedding_operator.controller.reconcile import announces
 from embedding_operator.controller.watches import OWNED, Watches
 from embedding_operator.kube import core_path, group_path
 
 Obj = dict[str, Any]
 
 
-def job(name: str, version: str, owner: str = "demo") -> Obj:
+def job(name: str, version: str, owner: str = "demo", ended: str = "") -> Obj:
+    conditions = [{"type": ended, "status": "True"}] if ended else []
     return {
         "metadata": {
             "namespace": "ns",
@@ -22,7 +24,7 @@ def job(name: str, version: str, owner: str = "demo") -> Obj:
             "resourceVersion": version,
             "labels": {names.MANAGED_BY_LABEL: names.MANAGED_BY_VALUE, names.OWNER_LABEL: owner},
         },
-        "status": {},
+        "status": {"active": 1, "conditions": conditions},
     }
 
 
@@ -65,14 +67,15 @@ def test_jobs_are_listed_first_then_watched_and_relisted_when_the_version_is_gon
         lists={
             JOBS: [
                 listing("10", job("a-1", "8", "a"), job("b-1", "9", "b")),
-                listing("20", job("a-1", "11", "a"), job("c-1", "19", "c")),
+                listing("20", job("a-1", "11", "a", ended="Failed"), job("c-1", "19", "c")),
             ],
             PODS: [listing("10")],
         },
         watches={
             JOBS: [
                 [
-                    {"type": "MODIFIED", "object": job("a-1", "11", "a")},
+                    {"type": "MODIFIED", "object": job("b-1", "10", "b")},  # counters only
+                    {"type": "MODIFIED", "object": job("a-1", "11", "a", ended="Failed")},
                     {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "12"}}},
                     {"type": "ERROR", "object": GONE},
                 ],
@@ -92,8 +95,9 @@ def test_jobs_are_listed_first_then_watched_and_relisted_when_the_version_is_gon
         ("LIST", JOBS, ""),  # 410 Gone: relisted at once
         ("WATCH", JOBS, "20"),
     ]
-    # a-1 changed (once: the relist brought the version already held), b-1 is gone since the
-    # relist, c-1 came with it and went with the last event
+    # a-1 ended (once: the relist brought the version already held); b-1's counters changed no
+    # plan (stored, not queued), and it is gone since the relist; c-1 came with the relist and
+    # went with the last event
     assert changed[0] == ("ns", "a") and changed[3] == ("ns", "c")
     assert sorted(changed[1:3]) == [("ns", "b"), ("ns", "c")]
     assert cache.job("ns", "a-1") is not None
@@ -108,3 +112,22 @@ def test_a_relist_replaces_only_its_own_namespace() -> None:
     cache.observe("job", None, job("a-1", "4", "a"))
     assert cache.replace("job", "ns", []) == {("ns", "a")}
     assert cache.job("other", "x-1") is not None and cache.job("ns", "a-1") is None
+
+
+def pod(phase: str, waiting: str = "") -> Obj:
+    statuses = [{"state": {"waiting": {"reason": waiting, "message": "m"}}}] if waiting else []
+    return {"metadata": {"name": "p"}, "status": {"phase": phase, "containerStatuses": statuses}}
+
+
+def test_only_job_and_pod_events_that_can_change_the_plan_queue_the_resource() -> None:
+    assert announces("job", "MODIFIED", job("j", "1", ended="Complete"))
+    assert announces("job", "MODIFIED", job("j", "1", ended="Failed"))
+    assert announces("job", "DELETED", job("j", "1"))
+    assert not announces("job", "MODIFIED", job("j", "1"))  # counters: active, ready
+    assert not announces("job", "MODIFIED", job("j", "1", ended="Suspended"))
+    assert announces("pod", "MODIFIED", pod("Pending", waiting="ImagePullBackOff"))
+    assert announces("pod", "MODIFIED", pod("Pending", waiting="CreateContainerConfigError"))
+    assert not announces("pod", "ADDED", pod("Pending"))
+    assert not announces("pod", "MODIFIED", pod("Pending", waiting="ContainerCreating"))
+    assert not announces("pod", "MODIFIED", pod("Running"))
+    assert not announces("pod", "DELETED", pod("Pending", waiting="ErrImagePull"))

@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 
+from embedding_operator import memory
 from embedding_operator.api import names
 from embedding_operator.controller.loop import Controller
 from embedding_operator.controller.queue import WorkQueue
@@ -64,15 +65,25 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         with contextlib.suppress(RuntimeError):  # the loop closed: the operator is stopping
             loop.call_soon_threadsafe(queue.add, key)
 
-    watches = Watches(kube, controller.cache, tuple(memo.get("namespaces") or ()), changed)
-    # Before kopf's watches start (startup handlers run first), as client-go waits for its
-    # caches to sync: a Running resource whose Job is not in the cache yet would be confirmed
-    # with reads, two per resource on a restart.
-    await asyncio.to_thread(watches.list)
-    watches.start()
-    memo["watches"] = watches
-    queue.start()
+    memo["watches"] = Watches(kube, controller.cache, tuple(memo.get("namespaces") or ()), changed)
+    memo["synced"] = asyncio.create_task(_start_when_synced(memo))
     memo["resync"] = asyncio.create_task(_resync(memo, config.resync_seconds))
+
+
+async def _start_when_synced(memo: kopf.Memo) -> None:
+    """List the Jobs and pods, then watch them and start reconciling, as client-go waits for
+    its caches to sync: a Running resource whose Job is not in the cache yet would be confirmed
+    with reads, two per resource on a restart. kopf lists and watches the resources meanwhile
+    (their events wait in the queue), so the lists of all three kinds overlap."""
+    watches: Watches = memo["watches"]
+    try:
+        await asyncio.to_thread(watches.list)
+    except Exception:  # never leave the operator without reconciles: the watches list again
+        log.exception("Jobs and pods not listed before the start")
+    watches.start()
+    memory.trim()  # the lists' full objects are slim copies now: their pages go back
+    queue: WorkQueue = memo["queue"]
+    queue.start()
 
 
 @kopf.on.cleanup()
@@ -80,11 +91,12 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     watches: Watches | None = memo.get("watches")
     if watches:
         watches.stop()
-    task: asyncio.Task[None] | None = memo.get("resync")
-    if task:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    for name in ("synced", "resync"):
+        task: asyncio.Task[None] | None = memo.get(name)
+        if task:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     queue: WorkQueue | None = memo.get("queue")
     if queue:
         await queue.stop()

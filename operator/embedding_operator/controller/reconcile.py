@@ -273,6 +273,21 @@ def has_work(body: Obj) -> bool:
     return starting(body) or unhandled(body)
 
 
+def announces(kind: str, event_type: str, obj: Obj) -> bool:
+    """Whether this watch event of a run's Job (``kind`` "job") or pod ("pod") can change what
+    ``plan`` decides, so its resource needs a reconcile: the Job is gone or has ended (its
+    Complete or Failed condition), or a pod waits on something it cannot start without. Every
+    event still goes into the cache; the rest (a Job's counters, a pod created, scheduled,
+    running or replaced) change no plan, and the endings that only the clock brings (a pod that
+    never starts) come from the resync. At 1,000 runs, kube-controller-manager's updates of
+    Jobs and pods would otherwise cost two reconciles per run that do nothing."""
+    if kind == "job":
+        return event_type == "DELETED" or any(
+            _job_condition(obj, type_) for type_ in ("Complete", "Failed")
+        )
+    return event_type != "DELETED" and _waiting([obj]) is not None
+
+
 def starting(body: Obj) -> bool:
     """A run whose worker has not said it started (``Succeeded`` reason not Embedding)."""
     status = body.get("status") or {}
