@@ -131,3 +131,43 @@ def test_only_job_and_pod_events_that_can_change_the_plan_queue_the_resource() -
     assert not announces("pod", "MODIFIED", pod("Pending", waiting="ContainerCreating"))
     assert not announces("pod", "MODIFIED", pod("Running"))
     assert not announces("pod", "DELETED", pod("Pending", waiting="ErrImagePull"))
+
+
+def test_reconciles_start_after_the_lists_and_even_when_they_fail() -> None:
+    """The queue's workers start once the Job and pod lists are in the cache; a list that
+    fails outright (not a KubeError) must not leave the operator without reconciles."""
+    import asyncio
+
+    import kopf
+
+    from embedding_operator.controller import handlers
+    from embedding_operator.controller.queue import WorkQueue
+
+    class Lists:
+        def __init__(self, fail: bool) -> None:
+            self.fail = fail
+            self.steps: list[str] = []
+
+        def list(self) -> None:
+            self.steps.append("list")
+            if self.fail:
+                raise RuntimeError("boom")
+
+        def start(self) -> None:
+            self.steps.append("watch")
+
+    async def scenario(fail: bool) -> tuple[list[str], int]:
+        reconciled: list[tuple[str, str]] = []
+        queue = WorkQueue(reconciled.append, workers=1)
+        queue.add(("ns", "listed-by-kopf-meanwhile"))
+        lists = Lists(fail)
+        await handlers._start_when_synced(kopf.Memo(watches=lists, queue=queue))
+        for _ in range(3000):  # the reconcile runs on the queue's thread
+            if reconciled:
+                break
+            await asyncio.sleep(0.01)
+        await queue.stop()
+        return lists.steps, len(reconciled)
+
+    assert asyncio.run(scenario(fail=False)) == (["list", "watch"], 1)
+    assert asyncio.run(scenario(fail=True)) == (["list", "watch"], 1)
