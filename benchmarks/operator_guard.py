@@ -19,13 +19,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.operator_scale import GUARD_VALUES, OPERATOR_ENV, percentile
+from benchmarks.operator_scale import GUARD_VALUES, OPERATOR_ENV, control_plane, percentile
 from embedding_operator.api import names
 from embedding_operator.controller.objects import build_job
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import Kube, group_path, resource_path
-from tests.cluster.harness import Cluster, ensure_binaries
-from tests.e2e.stack import apply_manifests, install_chart_rbac, wait_established
+from tests.e2e.stack import install_chart_rbac
 from tests.tools.fetch import ensure_tools
 
 STATE = Path(__file__).resolve().parents[1] / ".cache" / "bench-guard"
@@ -71,12 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 100, 1000])
     parser.add_argument("--creates", type=int, default=40)
     args = parser.parse_args(argv)
-    ensure_binaries()
-    cluster = Cluster(state_dir=STATE, with_kubelet=False).start()
+    cluster, api = control_plane(STATE)
     try:
-        api = cluster.api_client()
-        apply_manifests(api)
-        wait_established(api)
         kubeconfig = install_chart_rbac(
             api,
             ensure_tools()["helm"],

@@ -32,7 +32,6 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 Kind = Literal["resource", "job", "pod"]
 
-OWNER_LABEL = names.OWNER_LABEL
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 """Set on every pod by the Job controller: the index of pods by Job."""
 
@@ -87,7 +86,7 @@ def owner(obj: Obj) -> Key:
     """(namespace, name) of the DeploymentEmbedding a Job or pod belongs to, by its label (name
     empty when it has none)."""
     labels = obj["metadata"].get("labels") or {}
-    return obj["metadata"].get("namespace") or "", labels.get(OWNER_LABEL, "")
+    return obj["metadata"].get("namespace") or "", labels.get(names.OWNER_LABEL, "")
 
 
 class Cache:

@@ -111,7 +111,6 @@ class Controller:
         clock: Clock = lifecycle.utc_now,
         backoff: Backoff | None = None,
         cache: Cache | None = None,
-        events: EventRecorder | None = None,
     ) -> None:
         self.kube = kube
         self.settings = settings
@@ -121,7 +120,7 @@ class Controller:
         """Filled by the watches (``handlers``); the reconcile plans from it."""
         self._reconciling = 0
         self._reconciling_lock = threading.Lock()
-        self.events = events or EventRecorder(kube, busy=self.busy)
+        self.events = EventRecorder(kube, busy=self.busy)
         """Posts the plans' Events on a thread of its own: off the reconcile's path."""
         self.metrics = RunMetrics(clock())
         self._rbac_ensured: dict[str, datetime] = {}
