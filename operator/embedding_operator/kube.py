@@ -381,10 +381,11 @@ def list_and_watch(
     """LIST ``path``, then WATCH it from the list's version until ``stopped`` is set (client-go's
     reflector, for a thread of its own): resume from the last version seen when a watch ends,
     relist at once on 410 Gone (that version is compacted away), back off while kube-apiserver
-    is unreachable. ``listed(items, version)`` gets each LIST's whole answer (it replaces what
-    was known),
-    ``changed(type, object)`` every watch event but errors (ADDED, MODIFIED, DELETED and
-    BOOKMARK). ``resume``: a version already listed by the caller, to watch from first."""
+    is unreachable, and after anything unexpected (a malformed event, a callback's bug) back off
+    and relist rather than let the thread die: a dead watch would leave its caller's copy
+    silently stale. ``listed(items, version)`` gets each LIST's whole answer (it replaces what
+    was known), ``changed(type, object)`` every watch event but errors (ADDED, MODIFIED, DELETED
+    and BOOKMARK). ``resume``: a version already listed by the caller, to watch from first."""
     failures = 0
     while not stopped.is_set():
         try:
@@ -401,13 +402,17 @@ def list_and_watch(
                 changed(event["type"], obj)
                 if stopped.is_set():
                     return
+            continue  # the watch ended in time: resume from the last version seen
         except KubeError as e:
             if e.status == 410:  # Gone: too old to resume from; relist at once
                 resume = None
                 continue
-            failures += 1
             log.warning("watch of %s: %s; again shortly", path, e)
-            stopped.wait(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))  # noqa: S311
+        except Exception:
+            log.exception("watch of %s failed; listing again shortly", path)
+            resume = None
+        failures += 1
+        stopped.wait(min(30.0, 0.5 * 2**failures) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
 def post_event(kube: Kube, body: Obj, type_: str, reason: str, message: str, stamp: str) -> None:

@@ -171,3 +171,25 @@ def test_reconciles_start_after_the_lists_and_even_when_they_fail() -> None:
 
     assert asyncio.run(scenario(fail=False)) == (["list", "watch"], 1)
     assert asyncio.run(scenario(fail=True)) == (["list", "watch"], 1)
+
+
+def test_a_malformed_event_or_a_callbacks_bug_relists_instead_of_ending_the_watch() -> None:
+    """A watch thread that died would leave the cache silently stale: anything unexpected is
+    logged, and the watch lists again (after a short backoff) and goes on."""
+    cache = Cache()
+    changed: list[tuple[str, str]] = []
+    kube = Scripted(
+        lists={JOBS: [listing("10"), listing("30", job("a-1", "29", "a", ended="Complete"))]},
+        watches={
+            JOBS: [
+                [{"type": "MODIFIED", "object": {"no": "metadata"}}],
+                [{"type": "DELETED", "object": job("a-1", "31", "a")}],
+            ]
+        },
+    )
+    watches = Watches(kube, cache, ("ns",), changed.append)  # type: ignore[arg-type]
+    kube.watches_done = watches.stop
+    watches._follow("job", "ns")
+    assert [c[0] for c in kube.calls] == ["LIST", "WATCH", "LIST", "WATCH"]
+    assert changed == [("ns", "a"), ("ns", "a")]  # the relist brought a-1, the watch its end
+    assert cache.job("ns", "a-1") is None
