@@ -363,6 +363,16 @@ def group_path(group_version: str, namespace: str, plural: str, name: str | None
     return f"{path}/{quote(name)}" if name else path
 
 
+def api_path(api_version: str, namespace: str | None, plural: str, name: str | None = None) -> str:
+    """``core_path`` or ``group_path`` by ``api_version``; ``namespace`` None: the collection
+    across the whole cluster."""
+    if namespace is None:
+        return f"/api/v1/{plural}" if api_version == "v1" else f"/apis/{api_version}/{plural}"
+    if api_version == "v1":
+        return core_path(namespace, plural, name)
+    return group_path(api_version, namespace, plural, name)
+
+
 WATCH_SECONDS = 300
 """Server-side length of one watch request (then it resumes from the last version seen)."""
 

@@ -74,15 +74,12 @@ class EventRecorder:
         self._start()
 
     def flush(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for every queued Event to be posted; whether they were."""
-        done = threading.Event()
-
-        def wait() -> None:
-            self._queue.join()
-            done.set()
-
-        threading.Thread(target=wait, daemon=True).start()
-        return done.wait(timeout)
+        """Wait up to ``timeout`` seconds for every queued Event to be posted; whether they were
+        (``Queue.join`` with a timeout: the same condition it waits on)."""
+        with self._queue.all_tasks_done:
+            return self._queue.all_tasks_done.wait_for(
+                lambda: not self._queue.unfinished_tasks, timeout
+            )
 
     def _start(self) -> None:
         with self._lock:

@@ -37,8 +37,8 @@ from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import (
     Kube,
     KubeError,
+    api_path,
     core_path,
-    group_path,
     resource_path,
 )
 from embedding_operator.storage.configmaps import delete_previous_runs
@@ -63,12 +63,6 @@ def _destructive(todo: Plan) -> bool:
     """Whether acting on ``todo`` ends a run or deletes something: never done on the cache's word
     alone."""
     return bool(todo.delete_job or todo.delete_results or todo.status.phase == Phase.FAILED)
-
-
-def _path(api_version: str, namespace: str, plural: str, name: str | None = None) -> str:
-    if api_version == "v1":
-        return core_path(namespace, plural, name)
-    return group_path(api_version, namespace, plural, name)
 
 
 class Backoff:
@@ -222,7 +216,7 @@ class Controller:
             job = self.cache.job(namespace, job_name)
             pods = self.cache.pods(namespace, job_name) if job is not None else []
         elif status.get("phase") == "Running" and job_name:
-            job = self.kube.get(_path("batch/v1", namespace, "jobs", job_name))
+            job = self.kube.get(api_path("batch/v1", namespace, "jobs", job_name))
             if job is not None:
                 self.cache.stored("job", job, insert=True)
                 pods = self.kube.list(
@@ -255,7 +249,7 @@ class Controller:
             except KubeError as e:
                 self._record_create_failure(body, todo.create_job, e)
         if todo.delete_job:
-            self.kube.delete(_path("batch/v1", namespace, "jobs", todo.delete_job))
+            self.kube.delete(api_path("batch/v1", namespace, "jobs", todo.delete_job))
         if todo.delete_results:
             delete_previous_runs(self.kube, namespace, name)
         self._write(body, todo)
@@ -286,7 +280,7 @@ class Controller:
         Job's, and a plan that saw the run Running without its Job would call it deleted."""
         namespace = body["metadata"]["namespace"]
         self._ensure_worker_rbac(namespace)
-        created = self.kube.create(_path("batch/v1", namespace, "jobs"), job)
+        created = self.kube.create(api_path("batch/v1", namespace, "jobs"), job)
         if created is not None:
             self.cache.stored("job", created, insert=True)
             logs.for_object(log, namespace, body["metadata"]["name"]).info(
@@ -294,7 +288,7 @@ class Controller:
             )
             return
         name = job["metadata"]["name"]
-        found = self.kube.get(_path("batch/v1", namespace, "jobs", name)) or {}
+        found = self.kube.get(api_path("batch/v1", namespace, "jobs", name)) or {}
         if found:
             self.cache.stored("job", found, insert=True)
         owners = {o.get("uid") for o in found.get("metadata", {}).get("ownerReferences") or []}
@@ -358,4 +352,4 @@ class Controller:
             )
         for obj in build_worker_rbac(namespace, self.settings, cluster_role):
             api_version, plural = _RBAC_PATHS[obj["kind"]]
-            self.kube.create(_path(api_version, namespace, plural), obj)
+            self.kube.create(api_path(api_version, namespace, plural), obj)

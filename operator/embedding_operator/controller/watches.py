@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from embedding_operator.api import names
 from embedding_operator.controller.cache import Cache, Key, Kind, Obj, owner
 from embedding_operator.controller.reconcile import announces
-from embedding_operator.kube import Kube, KubeError, core_path, group_path, list_and_watch
+from embedding_operator.kube import Kube, KubeError, api_path, list_and_watch
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,7 @@ KINDS: dict[Kind, tuple[str, str]] = {"job": ("batch/v1", "jobs"), "pod": ("v1",
 
 def _path(kind: Kind, namespace: str | None) -> str:
     api_version, plural = KINDS[kind]
-    if namespace is None:
-        return f"/api/v1/{plural}" if api_version == "v1" else f"/apis/{api_version}/{plural}"
-    if api_version == "v1":
-        return core_path(namespace, plural)
-    return group_path(api_version, namespace, plural)
+    return api_path(api_version, namespace, plural)
 
 
 class Watches:
