@@ -177,6 +177,14 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
+CONNECTIONS = 32
+"""Connections to kube-apiserver at most, all of them kept alive. Keeping fewer alive than may be
+open costs a TLS handshake per request once more are open (httpcore 1.0 closes an idle connection
+whenever the pool holds more than the keep-alive limit, busy ones included): at 16 of 32, a burst's
+16 reconciles, the Event poster and two watches opened a connection for most requests, which took
+about half of kube-apiserver's and the operator's CPU (benchmarks/operator_scale.py)."""
+
+
 class Kube:
     """The Kubernetes API as six verbs on plain dicts (see the module docstring).
 
@@ -201,7 +209,7 @@ class Kube:
             auth=_BearerAuth(connection.token),
             timeout=self.policy.timeout,
             transport=transport,
-            limits=httpx.Limits(max_connections=32, max_keepalive_connections=16),
+            limits=httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS),
         )
 
     @classmethod

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from embedding_operator.kube import Connection, Kube, KubeError, RetryPolicy, core_path
+from embedding_operator.kube import (
+    CONNECTIONS,
+    Connection,
+    Kube,
+    KubeError,
+    RetryPolicy,
+    core_path,
+)
 from tests.fake_kube import FakeApi
 
 CM = core_path("ns", "configmaps")
@@ -114,3 +125,51 @@ def test_a_watch_yields_the_events_and_a_gone_version_is_a_410() -> None:
     with pytest.raises(KubeError) as gone:
         list(kube.watch("/apis/x/v1/things", "1", 60))
     assert gone.value.status == 410
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    """An HTTP/1.1 server's handler that keeps connections open, as kube-apiserver does."""
+
+    protocol_version = "HTTP/1.1"
+    opened = 0
+    lock = threading.Lock()
+
+    def setup(self) -> None:
+        super().setup()
+        with self.lock:
+            type(self).opened += 1
+
+    def do_GET(self) -> None:
+        time.sleep(0.002)  # long enough for the threads' requests to overlap
+        body = b'{"items": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def keep_alive_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    server.daemon_threads = True
+    _KeepAlive.opened = 0
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_concurrent_calls_reuse_their_connections(keep_alive_server: str) -> None:
+    """A connection per thread, not per request: against kube-apiserver each new one is a TLS
+    handshake, which in a burst cost more CPU than the requests (docs/performance.md)."""
+    threads = 24  # more than httpcore's default keep-alive (20) and the operator's old one (16)
+    kube = Kube(Connection(host=keep_alive_server), field_manager="t")
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda _: [kube.list(CM) for _ in range(25)], range(threads)))
+    kube.close()
+    assert threads <= CONNECTIONS
+    assert _KeepAlive.opened <= threads, f"{_KeepAlive.opened} connections for 600 requests"
