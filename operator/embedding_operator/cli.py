@@ -32,7 +32,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from embedding_operator.controller import run
 
-    logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    # httpx logs every API request, kopf every handled event ("Handler ... succeeded"): the
+    # operator's own lines say what it did; -v brings them back
+    level = logging.DEBUG if args.verbose else logging.INFO
+    logs.configure(args.log_format, level, quiet=("httpx", "kopf.objects"))
     if args.log_format:
         os.environ[logs.ENV] = args.log_format  # handed on to the workers (WORKER_PASSTHROUGH)
     run(args.namespace or [], args.liveness_port, args.metrics_port)
@@ -42,8 +45,10 @@ def _run(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from embedding_operator.worker import run_worker
 
-    logs.configure(default_object={"namespace": args.namespace, "name": args.name})
-    logging.getLogger("voyage").setLevel(logging.WARNING)  # the client logs every response
+    # Voyage's client logs every response, httpx every API request
+    logs.configure(
+        default_object={"namespace": args.namespace, "name": args.name}, quiet=("voyage", "httpx")
+    )
     return run_worker(args.namespace, args.name, args.job)
 
 

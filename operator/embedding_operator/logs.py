@@ -67,9 +67,12 @@ def configure(
     log_format: str | None = None,
     level: int = logging.INFO,
     default_object: dict[str, str] | None = None,
+    quiet: tuple[str, ...] = (),
 ) -> None:
     """Route every log line through one formatter (``text`` or ``json``; default: the
-    ``EMBEDDING_OPERATOR_LOG_FORMAT`` environment variable, else text)."""
+    ``EMBEDDING_OPERATOR_LOG_FORMAT`` environment variable, else text). The ``quiet`` loggers
+    keep only warnings unless ``level`` is DEBUG: libraries that log every request or event at
+    INFO, which in a burst is thousands of lines a minute and a share of the CPU."""
     log_format = log_format or os.environ.get(ENV) or "text"
     if log_format not in FORMATS:
         raise ValueError(f"{ENV}/--log-format: {log_format!r} is not one of {', '.join(FORMATS)}")
@@ -79,6 +82,10 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for name in quiet:
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if level <= logging.DEBUG else logging.WARNING
+        )
 
 
 def for_object(logger: logging.Logger, namespace: str, name: str) -> logging.LoggerAdapter[Any]:

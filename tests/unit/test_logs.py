@@ -48,3 +48,45 @@ def test_for_object_sets_the_reference_kopf_formatters_read(
 def test_an_unknown_format_is_refused_naming_the_setting() -> None:
     with pytest.raises(ValueError, match="EMBEDDING_OPERATOR_LOG_FORMAT"):
         logs.configure("yaml")
+
+
+@pytest.fixture
+def restored_logging() -> object:
+    """The root logger's handlers and level, and the quieted loggers' levels, as they were."""
+    root = logging.getLogger()
+    names = ("httpx", "kopf.objects", "voyage")
+    saved = root.handlers[:], root.level, {n: logging.getLogger(n).level for n in names}
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+    for name, level in saved[2].items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("restored_logging")
+@pytest.mark.parametrize(
+    ("argv", "chatty"),
+    [
+        (["run"], ("httpx", "kopf.objects")),
+        (["worker", "--namespace=n", "--name=r", "--job=j"], ("httpx", "voyage")),
+    ],
+)
+def test_a_line_per_request_or_event_is_only_for_verbose(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], chatty: tuple[str, ...]
+) -> None:
+    """httpx logs every API request and kopf every handled event at INFO: in a burst of 1,000
+    runs that was 11,000 lines and a share of the operator's CPU. Warnings still show; -v (DEBUG)
+    brings the rest back."""
+    import embedding_operator.controller as controller
+    import embedding_operator.worker as worker
+    from embedding_operator import cli
+
+    monkeypatch.setattr(controller, "run", lambda *_: None)
+    monkeypatch.setattr(worker, "run_worker", lambda *_: 0)
+    cli.main(argv)
+    for name in chatty:
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    assert logging.getLogger("embedding_operator.controller").isEnabledFor(logging.INFO)
+    if argv == ["run"]:
+        cli.main(["run", "-v"])
+        assert all(logging.getLogger(n).isEnabledFor(logging.DEBUG) for n in chatty)
