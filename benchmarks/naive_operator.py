@@ -5,17 +5,24 @@ attempt) and records the run in the status as the worker expects (phase Running,
 so the worker pods run to the end the same way: two API requests per run. Nothing else: no
 status before a run, no Events, no pod or Job watch, no failure handling, no resync.
 
+With ``NAIVE_STATUS=operator`` it writes this operator's whole status instead of the four fields
+(``reconcile.plan``'s, conditions and all): the control of ``operator_scale --status-baseline``,
+which tells what the status costs kube-apiserver from what the operator costs.
+
     kopf run --standalone --namespace NS -m benchmarks.naive_operator
 """
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from embedding_operator.api import names
 from embedding_operator.controller.objects import build_job
+from embedding_operator.controller.reconcile import plan
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import Kube, RetryPolicy, group_path, resource_path
 
@@ -24,6 +31,7 @@ from embedding_operator.kube import Kube, RetryPolicy, group_path, resource_path
 kube = Kube.from_environment("naive-operator", RetryPolicy(timeout=30.0, budget=600.0))
 settings = Settings.from_env()
 handled: set[tuple[str, str]] = set()  # (uid, run request): kopf reports every later event too
+FULL_STATUS = os.environ.get("NAIVE_STATUS") == "operator"
 
 
 @kopf.on.startup()
@@ -38,16 +46,17 @@ def run_requested(body: kopf.Body, meta: kopf.Meta, status: kopf.Status, **_: An
         return
     obj = {"metadata": dict(meta), "spec": dict(body.spec)}
     job = build_job(obj, run, 1, settings)
+    written = {
+        "phase": "Running",
+        "jobName": job["metadata"]["name"],
+        "runCount": 1,
+        "lastHandledRunRequest": run,
+    }
+    if FULL_STATUS:  # the same Job, and the status this operator writes with it
+        todo = plan({**obj, "status": dict(status)}, None, [], datetime.now(UTC), settings)
+        if todo.create_job is None:
+            return
+        job, written = todo.create_job, todo.patch
     kube.create(group_path("batch/v1", meta.namespace or "", "jobs"), job)  # exists: None
-    kube.patch(
-        resource_path(meta.namespace or "", meta.name or "", "status"),
-        {
-            "status": {
-                "phase": "Running",
-                "jobName": job["metadata"]["name"],
-                "runCount": 1,
-                "lastHandledRunRequest": run,
-            }
-        },
-    )
+    kube.patch(resource_path(meta.namespace or "", meta.name or "", "status"), {"status": written})
     handled.add((meta.uid or "", run))

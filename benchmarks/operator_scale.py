@@ -25,6 +25,11 @@ with like on a noisy machine:
 (3) restart on ``--finished`` finished resources (each a copy of one run's real, Completed
     status from (2)): time until quiet, API requests, RSS; ``--restarts`` times each, alternating.
 
+``--status-baseline`` adds a control to (1): the naive operator writing this operator's whole
+status (``NAIVE_STATUS=operator``), on resources given this operator's Pending status first. It
+tells what the status costs kube-apiserver (every later write of the resource carries it) from
+what the operator itself costs.
+
 API requests are counted exactly: kube-apiserver's audit log records every request of the
 operators' ServiceAccount (policy: that user only, at RequestReceived), and only one operator
 runs at a time. Not a test: nothing here fails on timings. Figures: docs/performance.md.
@@ -46,7 +51,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ import httpx
 
 from embedding_operator.api import names
 from embedding_operator.controller.objects import build_worker_rbac
+from embedding_operator.controller.reconcile import plan
 from embedding_operator.controller.settings import Settings
 from embedding_operator.kube import (
     Connection,
@@ -80,6 +86,8 @@ API_KEY = "pa-bench-operator-key"
 QUIET = 3.0
 """An operator is quiet after this many seconds without an API request."""
 OPERATORS = ("naive", "operator")
+STATUS_BASELINE = "naive-status"
+"""The naive operator writing this operator's status (``--status-baseline``)."""
 SERVICE_ACCOUNT = "e2e-embedding-operator"
 """The chart's, as ``install_chart_rbac`` installs it (release ``e2e``); both operators use it."""
 GUARD_VALUES = ("image.repository=embedding-operator", "image.tag=e2e")
@@ -173,6 +181,8 @@ class OperatorProc:
 
     def __init__(self, which: str, namespaces: list[str], env: dict[str, str], log: Path) -> None:
         scope = [arg for ns in namespaces for arg in ("--namespace", ns)]
+        if which == STATUS_BASELINE:
+            env = {**env, "NAIVE_STATUS": "operator"}
         if which == "operator":
             ports = [f"--metrics-port={free_port()}", f"--liveness-port={free_port()}"]
             argv = [str(BIN / "embedding-operator"), "run", *ports, *scope]
@@ -343,10 +353,15 @@ class Bench:
         return name
 
     def create(
-        self, namespace: str, count: int, finished: dict[str, Any] | None = None
+        self,
+        namespace: str,
+        count: int,
+        finished: dict[str, Any] | None = None,
+        pending: bool = False,
     ) -> list[str]:
         """``count`` resources, named ``r-00000``...; with ``finished``, each a copy of that
-        finished resource (its spec, run annotation and status)."""
+        finished resource (its spec, run annotation and status); with ``pending``, each with the
+        status this operator writes on a new resource."""
 
         def one(i: int) -> str:
             name = f"r-{i:05d}"
@@ -361,10 +376,13 @@ class Bench:
                 run = finished["status"]["lastHandledRunRequest"]
                 meta["annotations"] = {names.RUN_ANNOTATION: run}
             body = {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": meta}
-            self.kube.create(resource_path(namespace), {**body, "spec": spec})
+            created = self.kube.create(resource_path(namespace), {**body, "spec": spec})
             if finished:
                 status = {"status": finished["status"]}
                 self.kube.patch(resource_path(namespace, name, "status"), status)
+            elif pending and created:
+                written = plan(created, None, [], datetime.now(UTC), self.settings).patch
+                self.kube.patch(resource_path(namespace, name, "status"), {"status": written})
             return name
 
         with ThreadPoolExecutor(8) as pool:
@@ -443,8 +461,8 @@ class Bench:
         ns_seq = self.namespace(f"{which}-seq")
         namespaces = [ns_burst, ns_seq]
         with self.operator(which, namespaces) as proc:
-            resources = self.create(ns_burst, burst)
-            self.create(ns_seq, sequential)
+            resources = self.create(ns_burst, burst, pending=which == STATUS_BASELINE)
+            self.create(ns_seq, sequential, pending=which == STATUS_BASELINE)
             start = self.audit.wait_quiet(proc.started)
             latencies = self.sequential(ns_seq, [f"r-{i:05d}" for i in range(sequential)])
             last = self.audit.wait_quiet(start)
@@ -598,13 +616,14 @@ def run(args: argparse.Namespace, cluster: Cluster, audit: Audit) -> Bench:
     kube = Kube.from_environment("benchmark", patient, kubeconfig=str(cluster.kubeconfig))
     allow_namespace_list(kube)
     bench = Bench(cluster, kube, audit, env, Settings.from_env(env))
-    for which in OPERATORS:
+    first = (*OPERATORS, STATUS_BASELINE) if args.status_baseline else OPERATORS
+    for which in first:
         bench.step_no_pods(which, args.burst, args.sequential, args.idle)
     # The Jobs of (1) would all start with the kubelet: their namespaces go first.
-    for which in OPERATORS:
+    for which in first:
         for suffix in ("burst", "seq"):
             kube.delete(f"/api/v1/namespaces/{which}-{suffix}")
-    while any(kube.get(f"/api/v1/namespaces/{w}-burst") for w in OPERATORS):
+    while any(kube.get(f"/api/v1/namespaces/{w}-burst") for w in first):
         time.sleep(2)
     cluster.start_kubelet()
     done = {which: bench.step_pods(which, args.pods) for which in OPERATORS}
@@ -625,12 +644,21 @@ def run(args: argparse.Namespace, cluster: Cluster, audit: Audit) -> Bench:
 
 
 def report(bench: Bench) -> None:
-    print("\n| figure | this operator | naive kopf | ratio |\n|---|---|---|---|")
+    control = any(STATUS_BASELINE in v for v in bench.results.values())
+    head = "| figure | this operator | naive kopf | ratio |"
+    if control:
+        head += " naive, this operator's status | ratio to it |"
+    print(f"\n{head}\n|{'---|' * head.count(' |')}")
     for figure, values in bench.results.items():
-        ours, naive = values.get("operator"), values.get("naive")
-        cells = [f"{v:,.1f}" if v is not None else "-" for v in (ours, naive)]
-        ratio = f"{ours / naive:.2f}x" if ours is not None and naive else "-"
-        print(f"| {figure} | {cells[0]} | {cells[1]} | {ratio} |")
+        ours = values.get("operator")
+        row = [figure]
+        for which in ("naive", STATUS_BASELINE) if control else ("naive",):
+            other = values.get(which)
+            if which == "naive":
+                row.append(f"{ours:,.1f}" if ours is not None else "-")
+            row.append(f"{other:,.1f}" if other is not None else "-")
+            row.append(f"{ours / other:.2f}x" if ours is not None and other else "-")
+        print(f"| {' | '.join(row)} |")
     print("\nThe requests by kind (all of the step, not divided):")
     for (which, figure), counts in bench.breakdown.items():
         top = ", ".join(f"{k} x{v}" for k, v in counts.most_common(8))
@@ -651,6 +679,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with the guard's API-key check, whose cost grows with the namespace "
         "(benchmarks/operator_guard.py): every Job create then waits on it, both operators' alike",
+    )
+    parser.add_argument(
+        "--status-baseline",
+        action="store_true",
+        help="step (1) also for the naive operator writing this operator's status: what the "
+        "status costs kube-apiserver, apart from what the operator costs",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--state-dir", type=Path, default=STATE, help="the cluster's files")

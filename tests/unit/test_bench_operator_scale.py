@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,3 +76,59 @@ def test_request_kind(verb: str, uri: str, kind: str) -> None:
 def test_percentile_is_a_sample() -> None:
     assert percentile([5.0, 1.0, 3.0], 0.5) == 3.0
     assert percentile([float(i) for i in range(1, 51)], 0.99) == 50.0  # of 50: the max
+
+
+@pytest.fixture
+def naive(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """benchmarks.naive_operator with the in-memory API (it builds its client on import)."""
+    import importlib
+    import sys
+
+    from tests.fake_kube import FakeApi
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "contexts: [{name: c, context: {cluster: c, user: u}}]\nusers: [{name: u, user: {}}]\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    monkeypatch.delitem(sys.modules, "benchmarks.naive_operator", raising=False)
+    module = importlib.import_module("benchmarks.naive_operator")
+    api = FakeApi()
+    monkeypatch.setattr(module, "kube", api.kube())
+    return module, api
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_the_status_baseline_writes_this_operators_status_and_the_same_job(
+    naive: Any, monkeypatch: pytest.MonkeyPatch, full: bool
+) -> None:
+    """``--status-baseline``'s control differs from the baseline in the status only."""
+    import kopf
+
+    from embedding_operator.api import names
+    from embedding_operator.controller.objects import build_job
+    from embedding_operator.controller.reconcile import plan
+    from embedding_operator.controller.settings import Settings
+    from embedding_operator.kube import resource_path
+
+    module, api = naive
+    monkeypatch.setattr(module, "FULL_STATUS", full)
+    meta = {"name": "r", "namespace": "ns", "uid": "u-1", "generation": 1, "resourceVersion": "1"}
+    created = {"apiVersion": names.API_VERSION, "kind": names.KIND, "metadata": meta}
+    created["spec"] = {"inputs": ["a"], "model": "voyage-3.5"}
+    api.kube().create(resource_path("ns"), created)
+    pending = plan(created, None, [], datetime.now(UTC), Settings()).patch
+    meta = {**meta, "annotations": {names.RUN_ANNOTATION: "x"}}
+    body = kopf.Body({**created, "metadata": meta, "status": pending})
+    module.run_requested(body=body, meta=body.meta, status=body.status)
+    [job] = api.all("batch/v1", "jobs", "ns")
+    plain = build_job({"metadata": meta, "spec": created["spec"]}, "x", 1, Settings())
+    assert job["metadata"]["name"] == plain["metadata"]["name"]
+    [patch] = [r.body for r in api.requests if r.method == "PATCH"]
+    conditions = {c["type"] for c in patch["status"].get("conditions", [])}
+    assert patch["status"]["jobName"] == job["metadata"]["name"]
+    assert conditions == (
+        {"Succeeded", "Ready", "Reconciling", "Stalled", "RunRequest"} if full else set()
+    )
