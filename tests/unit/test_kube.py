@@ -165,7 +165,7 @@ def keep_alive_server() -> Iterator[str]:
 
 def test_concurrent_calls_reuse_their_connections(keep_alive_server: str) -> None:
     """A connection per thread, not per request: against kube-apiserver each new one is a TLS
-    handshake, which in a burst cost more CPU than the requests (docs/performance.md)."""
+    handshake, which cost the operator a quarter of its CPU in a burst (docs/performance.md)."""
     threads = 24  # more than httpcore's default keep-alive (20) and the operator's old one (16)
     kube = Kube(Connection(host=keep_alive_server), field_manager="t")
     with ThreadPoolExecutor(threads) as pool:
