@@ -182,7 +182,8 @@ CONNECTIONS = 32
 open costs a TLS handshake per request once more are open (httpcore 1.0 closes an idle connection
 whenever the pool holds more than the keep-alive limit, busy ones included). At 16 of 32, a
 burst's 16 reconciles, the Event poster and the two watches opened a new connection for most
-requests: a burst of 1,000 runs cost the operator 17.0 CPU s instead of 12.7 (docs/performance.md)."""
+requests: a burst of 1,000 runs cost the operator 17.0 CPU s instead of 12.7
+(docs/performance.md)."""
 
 
 class Kube:
