@@ -141,6 +141,12 @@ class FakeApi:
         if request.method == "GET":
             items = [o for o in self.all(api, plural, ns or None) if _selected(o, params)]
             listed = {"resourceVersion": str(next(self._versions))}
+            if "limit" in params:  # kube-apiserver's pages: ``continue`` resumes after the last
+                start = int(params.get("continue") or 0)
+                end = start + int(params["limit"])
+                if end < len(items):
+                    listed["continue"] = str(end)
+                items = items[start:end]
             return _ok({"kind": "List", "metadata": listed, "items": copy.deepcopy(items)})
         if request.method == "POST":
             assert body is not None

@@ -30,7 +30,7 @@ import os
 import random
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -177,6 +177,9 @@ class _BearerAuth(httpx.Auth):
         yield request
 
 
+LIST_PAGE = 500
+"""Objects per page of the LISTs that fill a cache (client-go's reflector pages by 500 too): a
+restart on thousands of runs holds one page of full objects at a time, not every Job and pod."""
 CONNECTIONS = 32
 """Connections to kube-apiserver at most, all of them kept alive. Keeping fewer alive than may be
 open costs a TLS handshake per request once more are open (httpcore 1.0 closes an idle connection
@@ -305,6 +308,24 @@ class Kube:
         items: list[Obj] = self.request("GET", path, query=query or None)["items"]
         return items
 
+    def list_pages(self, path: str, **query: str) -> tuple[str, Iterator[Obj]]:
+        """A LIST of ``path`` a page of ``LIST_PAGE`` at a time, as client-go's reflector lists:
+        the list's resourceVersion (every page is of the first one's snapshot) and its items,
+        each later page fetched only once the one before is consumed. A page that fails (a 410
+        when its continue token expired) raises from the iteration, as a failed LIST would."""
+        first = self.request("GET", path, query={**query, "limit": str(LIST_PAGE)})
+
+        def items(page: Obj) -> Iterator[Obj]:
+            while True:
+                yield from page.pop("items")
+                token = page["metadata"].get("continue")
+                if not token:
+                    return
+                query_ = {**query, "limit": str(LIST_PAGE), "continue": token}
+                page = self.request("GET", path, query=query_)
+
+        return str(first["metadata"]["resourceVersion"]), items(first)
+
     def create(self, path: str, body: Obj) -> Obj | None:
         """Create; None when an object of that name already exists (creation is idempotent)."""
         try:
@@ -389,7 +410,7 @@ WATCH_SECONDS = 300
 def list_and_watch(
     kube: Kube,
     path: str,
-    listed: Callable[[list[Obj], str], None],
+    listed: Callable[[Iterable[Obj], str], None],
     changed: Callable[[str, Obj], None],
     stopped: threading.Event,
     *,
@@ -402,16 +423,17 @@ def list_and_watch(
     relist at once on 410 Gone (that version is compacted away), back off while kube-apiserver
     is unreachable, and after anything unexpected (a malformed event, a callback's bug) back off
     and relist rather than let the thread die: a dead watch would leave its caller's copy
-    silently stale. ``listed(items, version)`` gets each LIST's whole answer (it replaces what
-    was known), ``changed(type, object)`` every watch event but errors (ADDED, MODIFIED, DELETED
-    and BOOKMARK). ``resume``: a version already listed by the caller, to watch from first."""
+    silently stale. ``listed(items, version)`` gets each LIST's whole answer, fetched page by
+    page as it iterates (``Kube.list_pages``; it replaces what was known), ``changed(type,
+    object)`` every watch event but errors (ADDED, MODIFIED, DELETED and BOOKMARK). ``resume``:
+    a version already listed by the caller, to watch from first."""
     failures = 0
     while not stopped.is_set():
         try:
             if resume is None:
-                listing = kube.request("GET", path, query=query or None)
-                resume = str(listing["metadata"]["resourceVersion"])
-                listed(listing["items"], resume)
+                version, items = kube.list_pages(path, **query)
+                listed(items, version)
+                resume = version
             for event in kube.watch(path, resume, seconds, **query):
                 failures = 0
                 obj = event["object"]

@@ -173,3 +173,21 @@ def test_concurrent_calls_reuse_their_connections(keep_alive_server: str) -> Non
     kube.close()
     assert threads <= CONNECTIONS
     assert _KeepAlive.opened <= threads, f"{_KeepAlive.opened} connections for 600 requests"
+
+
+def test_a_list_is_fetched_a_page_at_a_time_as_it_is_consumed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cache's LIST holds one page of full objects at a time (the restart's peak memory)."""
+    monkeypatch.setattr("embedding_operator.kube.LIST_PAGE", 2)
+    api = FakeApi()
+    kube = api.kube()
+    for i in range(5):
+        kube.create(CM, {"metadata": {"name": f"c{i}", "labels": {"a": "x"}}})
+    api.requests.clear()
+    version, items = kube.list_pages(CM, labelSelector="a")
+    assert version and [r.params for r in api.requests] == [{"labelSelector": "a", "limit": "2"}]
+    assert [next(items)["metadata"]["name"] for _ in range(2)] == ["c0", "c1"]
+    assert len(api.requests) == 1  # the next page only once this one is consumed
+    assert [o["metadata"]["name"] for o in items] == ["c2", "c3", "c4"]
+    assert [r.params.get("continue") for r in api.requests] == [None, "2", "4"]

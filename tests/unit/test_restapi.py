@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from embedding_operator.api import names
-from embedding_operator.kube import resource_path
+from embedding_operator.kube import Kube, resource_path
 from embedding_operator.restapi import records
 from embedding_operator.restapi.auth import (
     Access,
@@ -579,6 +579,8 @@ class Scripted:
     def __init__(self, cache: ResourceCache, lists: list[Any], watches: list[Any]) -> None:
         self.cache, self.lists, self.watches = cache, lists, watches
         self.watched: list[str] = []
+
+    list_pages = Kube.list_pages  # the real paging, over ``request``
 
     def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
         assert (method, path) == ("GET", resource_path("ns"))

@@ -9,7 +9,7 @@ from embedding_operator.api import names
 from embedding_operator.controller.cache import Cache
 from embedding_operator.controller.reconcile import announces
 from embedding_operator.controller.watches import OWNED, Watches
-from embedding_operator.kube import core_path, group_path
+from embedding_operator.kube import LIST_PAGE, Kube, core_path, group_path
 
 Obj = dict[str, Any]
 
@@ -43,8 +43,10 @@ class Scripted:
         self.calls: list[tuple[str, str, str]] = []
         self.watches_done: Any = None
 
+    list_pages = Kube.list_pages  # the real paging, over ``request``
+
     def request(self, method: str, path: str, query: dict[str, str] | None = None) -> Obj:
-        assert method == "GET" and query == {"labelSelector": OWNED}
+        assert method == "GET" and query == {"labelSelector": OWNED, "limit": str(LIST_PAGE)}
         self.calls.append(("LIST", path, ""))
         return self.lists[path].pop(0)
 
@@ -193,3 +195,22 @@ def test_a_malformed_event_or_a_callbacks_bug_relists_instead_of_ending_the_watc
     assert [c[0] for c in kube.calls] == ["LIST", "WATCH", "LIST", "WATCH"]
     assert changed == [("ns", "a"), ("ns", "a")]  # the relist brought a-1, the watch its end
     assert cache.job("ns", "a-1") is None
+
+
+def test_the_first_lists_fill_the_cache_page_by_page(monkeypatch: Any) -> None:
+    """A restart on thousands of runs: every page of Jobs and pods reaches the cache."""
+    from tests.fake_kube import FakeApi
+
+    monkeypatch.setattr("embedding_operator.kube.LIST_PAGE", 2)
+    api = FakeApi()
+    for i in range(5):
+        api.kube().create(JOBS, job(f"r{i}-1", "1", f"r{i}"))
+    cache = Cache()
+    watches = Watches(api.kube(), cache, ("ns",), lambda _: None)
+    watches.list()
+    assert all(cache.job("ns", f"r{i}-1") is not None for i in range(5))
+    pages = [
+        r.params.get("continue") for r in api.requests if r.method == "GET" and "jobs" in r.path
+    ]
+    assert pages == [None, "2", "4"]
+    assert watches._versions["job", "ns"]  # the watch starts from the list's version

@@ -24,6 +24,7 @@ write on the event loop while reconciles read and write on their threads.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from embedding_operator.api import names
@@ -106,12 +107,16 @@ class Cache:
             return self._delete(kind, obj)
         return self._store(kind, slim(kind, obj), insert=True)
 
-    def replace(self, kind: Kind, namespace: str | None, objs: list[Obj]) -> set[Key]:
+    def replace(self, kind: Kind, namespace: str | None, objs: Iterable[Obj]) -> set[Key]:
         """A LIST's answer (of ``namespace``, or of the whole cluster when None) for ``kind``
         (a Job or pod): what it does not hold was deleted meanwhile. The resources whose Jobs or
-        pods changed, by their owner label."""
-        listed = {_key(o) for o in objs}
-        owners = {owner(o) for o in objs if self.observe(kind, None, o)}
+        pods changed, by their owner label. One pass: ``objs`` may be fetched as it goes."""
+        listed: set[Key] = set()
+        owners: set[Key] = set()
+        for obj in objs:
+            listed.add(_key(obj))
+            if self.observe(kind, None, obj):
+                owners.add(owner(obj))
         with self._lock:
             if kind == "job":
                 held = [o for k, o in self._jobs.items() if namespace in (None, k[0])]

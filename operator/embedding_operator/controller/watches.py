@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from embedding_operator.api import names
@@ -56,25 +56,22 @@ class Watches:
         self._stopped = threading.Event()
 
     def list(self) -> None:
-        """The first LIST of each kind and scope (at once), into the cache; best effort: a
-        failed one is listed again by its watch thread."""
+        """The first LIST of each kind and scope (at once, each into the cache page by page);
+        best effort: a failed one is listed again by its watch thread."""
         targets = [(kind, scope) for kind in KINDS for scope in self.scopes]
         with ThreadPoolExecutor(min(8, len(targets)), thread_name_prefix="list") as pool:
-            for (kind, scope), listing in zip(targets, pool.map(self._list, targets), strict=True):
-                if listing is not None:
-                    self.cache.replace(kind, scope, listing["items"])
-                    self._versions[kind, scope] = str(listing["metadata"]["resourceVersion"])
+            for _ in pool.map(self._list, targets):
+                pass
 
-    def _list(self, target: tuple[Kind, str | None]) -> Obj | None:
+    def _list(self, target: tuple[Kind, str | None]) -> None:
         kind, scope = target
         try:
-            listing: Obj = self.kube.request(
-                "GET", _path(kind, scope), query={"labelSelector": OWNED}
-            )
+            version, items = self.kube.list_pages(_path(kind, scope), labelSelector=OWNED)
+            self.cache.replace(kind, scope, items)
         except KubeError as e:
             log.warning("%ss not listed before the start: %s", kind, e)
-            return None
-        return listing
+            return
+        self._versions[kind, scope] = version
 
     def start(self) -> None:
         """Watch each kind and scope on a daemon thread, from its first LIST's version."""
@@ -92,7 +89,7 @@ class Watches:
         self._stopped.set()
 
     def _follow(self, kind: Kind, scope: str | None) -> None:
-        def listed(items: list[Obj], _version: str) -> None:
+        def listed(items: Iterable[Obj], _version: str) -> None:
             for key in self.cache.replace(kind, scope, items):
                 self.changed(key)
 
