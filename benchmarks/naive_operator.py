@@ -45,18 +45,19 @@ def run_requested(body: kopf.Body, meta: kopf.Meta, status: kopf.Status, **_: An
     if not run or (meta.uid, run) in handled or status.get("lastHandledRunRequest") == run:
         return
     obj = {"metadata": dict(meta), "spec": dict(body.spec)}
-    job = build_job(obj, run, 1, settings)
-    written = {
-        "phase": "Running",
-        "jobName": job["metadata"]["name"],
-        "runCount": 1,
-        "lastHandledRunRequest": run,
-    }
     if FULL_STATUS:  # the same Job, and the status this operator writes with it
         todo = plan({**obj, "status": dict(status)}, None, [], datetime.now(UTC), settings)
         if todo.create_job is None:
             return
         job, written = todo.create_job, todo.patch
+    else:
+        job = build_job(obj, run, 1, settings)
+        written = {
+            "phase": "Running",
+            "jobName": job["metadata"]["name"],
+            "runCount": 1,
+            "lastHandledRunRequest": run,
+        }
     kube.create(group_path("batch/v1", meta.namespace or "", "jobs"), job)  # exists: None
     kube.patch(resource_path(meta.namespace or "", meta.name or "", "status"), {"status": written})
     handled.add((meta.uid or "", run))

@@ -644,18 +644,16 @@ def run(args: argparse.Namespace, cluster: Cluster, audit: Audit) -> Bench:
 
 
 def report(bench: Bench) -> None:
-    control = any(STATUS_BASELINE in v for v in bench.results.values())
-    head = "| figure | this operator | naive kopf | ratio |"
-    if control:
-        head += " naive, this operator's status | ratio to it |"
-    print(f"\n{head}\n|{'---|' * head.count(' |')}")
+    baselines = {"naive": "naive kopf", STATUS_BASELINE: "naive, this operator's status"}
+    if not any(STATUS_BASELINE in v for v in bench.results.values()):
+        del baselines[STATUS_BASELINE]
+    head = ["figure", "this operator"] + [c for b in baselines.values() for c in (b, "ratio")]
+    print(f"\n| {' | '.join(head)} |\n|{'---|' * len(head)}")
     for figure, values in bench.results.items():
         ours = values.get("operator")
-        row = [figure]
-        for which in ("naive", STATUS_BASELINE) if control else ("naive",):
+        row = [figure, f"{ours:,.1f}" if ours is not None else "-"]
+        for which in baselines:
             other = values.get(which)
-            if which == "naive":
-                row.append(f"{ours:,.1f}" if ours is not None else "-")
             row.append(f"{other:,.1f}" if other is not None else "-")
             row.append(f"{ours / other:.2f}x" if ours is not None and other else "-")
         print(f"| {' | '.join(row)} |")

@@ -214,3 +214,23 @@ def test_the_first_lists_fill_the_cache_page_by_page(monkeypatch: Any) -> None:
     ]
     assert pages == [None, "2", "4"]
     assert watches._versions["job", "ns"]  # the watch starts from the list's version
+
+
+def test_a_page_refused_mid_list_leaves_the_watch_to_list_again(monkeypatch: Any) -> None:
+    """A later page that fails (its continue token expired: 410) is a failed LIST: no version is
+    kept, so the watch thread lists again from the start, and that list fills the cache."""
+    from tests.fake_kube import FakeApi
+
+    monkeypatch.setattr("embedding_operator.kube.LIST_PAGE", 2)
+    api = FakeApi()
+    for i in range(5):
+        api.kube().create(JOBS, job(f"r{i}-1", "1", f"r{i}"))
+    api.fail("GET", "/jobs", 410, after=1, message="continue token expired")
+    cache = Cache()
+    watches = Watches(api.kube(), cache, ("ns",), lambda _: None)
+    watches.list()
+    assert ("job", "ns") not in watches._versions  # the watch will not resume from it
+    assert cache.job("ns", "r4-1") is None
+    watches.list()
+    assert all(cache.job("ns", f"r{i}-1") is not None for i in range(5))
+    assert watches._versions["job", "ns"]

@@ -60,8 +60,7 @@ class Watches:
         best effort: a failed one is listed again by its watch thread."""
         targets = [(kind, scope) for kind in KINDS for scope in self.scopes]
         with ThreadPoolExecutor(min(8, len(targets)), thread_name_prefix="list") as pool:
-            for _ in pool.map(self._list, targets):
-                pass
+            list(pool.map(self._list, targets))
 
     def _list(self, target: tuple[Kind, str | None]) -> None:
         kind, scope = target
